@@ -1,0 +1,81 @@
+"""`lightsuite-train`: fit a task on a data set, test the best checkpoint, write `metrics.json`.
+
+lightsuite-train                                  # digits + ResNet-20 on the CPU
+lightsuite-train experiment=cifar10_resnet_paper model=plain56
+lightsuite-train -m model=resnet20,plain20 seed=1,2,3
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from lightsuite import CONFIG_DIR
+from lightsuite.errors import exit_on_user_error
+from lightsuite.utils.runs import (
+    build,
+    build_all,
+    finish_loggers,
+    float_metrics,
+    metric_value,
+    print_config,
+    save_config,
+    save_metrics,
+)
+
+# in-memory tensor sets are batched by slicing: worker processes would only add overhead
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Build every object from `cfg`, fit, test the best checkpoint and return the final metrics."""
+    print_config(cfg)
+    save_config(cfg, cfg.paths.output_dir)
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = build(cfg.data, "data")
+    net = build(cfg.model, "model", **datamodule.net_kwargs)
+    task = build(cfg.task, "task", net=net)
+    callbacks = build_all(cfg.get("callbacks"), "callbacks")
+    loggers = build_all(cfg.get("logger"), "logger")
+    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    metrics: dict[str, float] = {}
+    try:
+        if cfg.get("train", True):
+            trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            metrics.update(float_metrics(trainer.callback_metrics))
+        if cfg.get("test", True):
+            ckpt = cfg.get("ckpt_path") if not cfg.get("train", True) else _best_checkpoint(trainer)
+            trainer.test(task, datamodule=datamodule, ckpt_path=ckpt)
+            metrics.update(float_metrics(trainer.callback_metrics))
+    finally:
+        finish_loggers(loggers)
+
+    save_metrics(metrics, cfg.paths.output_dir)
+    return metrics
+
+
+def _best_checkpoint(trainer: pl.Trainer) -> str | None:
+    """The best checkpoint of this fit, or None (test the weights in memory) when none was kept."""
+    callback = trainer.checkpoint_callback
+    if trainer.fast_dev_run or callback is None or not getattr(callback, "best_model_path", ""):
+        return None
+    return callback.best_model_path
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns `optimized_metric` for sweepers."""
+    with exit_on_user_error():
+        return metric_value(train(cfg), cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Shared fixtures: compose configs the way the entry points do, with outputs under tmp_path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+
+from lightsuite import CONFIG_DIR
+
+# quiet, fast runs: no redraws, no model summary, one thread per rank
+FAST = ["callbacks.rich_progress_bar=null", "callbacks.rich_model_summary=null"]
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """`make_cfg("train", ["model=plain20"])`: a composed config writing into tmp_path/run."""
+
+    def _make(config_name: str = "train", overrides: list[str] | None = None, run_dir: Path | None = None):
+        run_dir = run_dir or tmp_path / "run"
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name, overrides=list(overrides or []))
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(run_dir)
+            cfg.paths.log_dir = str(tmp_path / "outputs")
+            if "data_dir" in cfg.get("data", {}):
+                cfg.data.data_dir = str(tmp_path / "data")
+        GlobalHydra.instance().clear()
+        return cfg
+
+    return _make
+
+
+def run_cli(module: str, *args: str, cwd: Path, timeout: float = 300, env: dict | None = None):
+    """Run `python -m <module> args...` as a user would; returns the CompletedProcess."""
+    full_env = {**os.environ, "LIGHTSUITE_ROOT": str(cwd), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
