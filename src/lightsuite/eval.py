@@ -7,6 +7,7 @@ checkpoint's folder), so a checkpoint is re-tested on exactly what it was traine
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import hydra
@@ -17,8 +18,7 @@ from lightsuite import CONFIG_DIR
 from lightsuite.errors import ConfigError, exit_on_user_error
 from lightsuite.utils.runs import (
     build,
-    build_all,
-    finish_loggers,
+    built_loggers,
     float_metrics,
     print_config,
     save_config,
@@ -26,6 +26,9 @@ from lightsuite.utils.runs import (
 )
 
 RUN_SECTIONS = ("data", "model", "task")
+
+# the checkpoint's callbacks belong to its training run; testing needs none of them
+warnings.filterwarnings("ignore", ".*callbacks used to create the checkpoint.*")
 
 
 def run_config_for(ckpt_path: Path) -> Path | None:
@@ -55,12 +58,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = build(cfg.data, "data")
     net = build(cfg.model, "model", **datamodule.net_kwargs)
     task = build(cfg.task, "task", net=net)
-    loggers = build_all(cfg.get("logger"), "logger")
-    trainer = build(cfg.trainer, "trainer", logger=loggers)
-    try:
+    with built_loggers(cfg.get("logger")) as loggers:
+        trainer = build(cfg.trainer, "trainer", logger=loggers)
         trainer.test(task, datamodule=datamodule, ckpt_path=str(ckpt_path))
-    finally:
-        finish_loggers(loggers)
     metrics = float_metrics(trainer.callback_metrics)
     save_metrics(metrics, cfg.paths.output_dir)
     return metrics

@@ -18,7 +18,7 @@ from lightsuite.errors import exit_on_user_error
 from lightsuite.utils.runs import (
     build,
     build_all,
-    finish_loggers,
+    built_loggers,
     float_metrics,
     metric_value,
     print_config,
@@ -28,6 +28,8 @@ from lightsuite.utils.runs import (
 
 # in-memory tensor sets are batched by slicing: worker processes would only add overhead
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
+# raised inside Lightning's own pytree use with newer torch; nothing a user can act on
+warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -41,13 +43,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     net = build(cfg.model, "model", **datamodule.net_kwargs)
     task = build(cfg.task, "task", net=net)
     callbacks = build_all(cfg.get("callbacks"), "callbacks")
-    loggers = build_all(cfg.get("logger"), "logger")
-    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
-    for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     metrics: dict[str, float] = {}
-    try:
+    with built_loggers(cfg.get("logger")) as loggers:
+        trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
+        for lg in loggers:
+            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if cfg.get("train", True):
             trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
             metrics.update(float_metrics(trainer.callback_metrics))
@@ -55,8 +56,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
             ckpt = cfg.get("ckpt_path") if not cfg.get("train", True) else _best_checkpoint(trainer)
             trainer.test(task, datamodule=datamodule, ckpt_path=ckpt)
             metrics.update(float_metrics(trainer.callback_metrics))
-    finally:
-        finish_loggers(loggers)
 
     save_metrics(metrics, cfg.paths.output_dir)
     return metrics

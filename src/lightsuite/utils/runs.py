@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +97,23 @@ def metric_value(metrics: Mapping[str, float], name: str | None) -> float | None
     return metrics[name]
 
 
-def finish_loggers(loggers: list[Logger]) -> None:
-    """Close W&B runs: an open offline run leaks its mode and files into the next job of a sweep."""
-    for lg in loggers:
-        if isinstance(lg, WandbLogger):
+@contextmanager
+def built_loggers(node: DictConfig | None) -> Iterator[list[Logger]]:
+    """Build the `logger` group for one job and close it afterwards, whatever happens.
+
+    An offline `WandbLogger` sets `WANDB_MODE` for the whole process and an unfinished W&B run
+    captures the next job's logs: both are undone here, so jobs of a sweep stay independent.
+    """
+    mode = os.environ.get("WANDB_MODE")
+    loggers = build_all(node, "logger")
+    try:
+        yield loggers
+    finally:
+        if any(isinstance(lg, WandbLogger) for lg in loggers):
             import wandb
 
             wandb.finish()
+        if mode is None:
+            os.environ.pop("WANDB_MODE", None)
+        else:
+            os.environ["WANDB_MODE"] = mode

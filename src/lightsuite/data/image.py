@@ -1,0 +1,185 @@
+"""The shared base of the image-classification DataModules.
+
+Batches leave the DataLoader as raw pixels (uint8, or floats in [0, 1]); scaling, augmentation and
+per-channel normalization happen in `on_after_batch_transfer`, on the training device, as a few
+tensor ops per batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from lightsuite.data.augment import random_crop, random_hflip
+from lightsuite.errors import ConfigError
+
+
+class TensorBatches(Dataset):
+    """Images and labels held as tensors, indexed a whole batch at a time.
+
+    Paired with a `BatchSampler` as the loader's sampler (and `batch_size=None`), each batch is one
+    fancy-indexing op instead of `batch_size` calls and a collate.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: Any) -> tuple[Tensor, Tensor]:
+        return self.images[index], self.labels[index]
+
+
+def split_indices(n: int, val_size: int | float, seed: int) -> tuple[Tensor, Tensor]:
+    """A seeded random train/val partition of `range(n)`; `val_size` is a count or a fraction."""
+    n_val = round(val_size * n) if isinstance(val_size, float) and val_size < 1 else int(val_size)
+    if not 0 <= n_val < n:
+        raise ConfigError(f"data.val_size={val_size} leaves no training data out of {n} images; use a smaller value")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+def to_unit_float(x: Tensor) -> Tensor:
+    """uint8 pixels to [0, 1] floats; float pixels are taken as already scaled."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
+def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and std over a set of images, in chunks to bound memory."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    total_sq = torch.zeros_like(total)
+    for start in range(0, len(images), chunk):
+        x = to_unit_float(images[start : start + chunk]).double()
+        total += x.sum(dim=(0, 2, 3))
+        total_sq += x.pow(2).sum(dim=(0, 2, 3))
+    count = len(images) * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = (total_sq / count - mean**2).clamp_min(1e-12).sqrt()
+    return mean.float(), std.float()
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Train/val/test loaders of labelled images, with device-side augmentation.
+
+    Subclasses implement `load_splits()` and set `input_shape` and `num_classes`.
+    """
+
+    input_shape: tuple[int, int, int]
+    num_classes: int
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        val_size: int | float = 5000,
+        split_seed: int = 0,
+        padding: int = 0,
+        hflip: bool = False,
+        augment: bool = True,
+        num_workers: int = 0,
+        download: bool = False,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size={batch_size} must be at least 1")
+        if padding < 0:
+            raise ConfigError(f"data.padding={padding} must be 0 or more (pixels of random-crop padding)")
+        self.data_dir = Path(data_dir).expanduser().resolve()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.val_size = val_size
+        self.split_seed = split_seed
+        self.padding = padding
+        self.hflip = hflip
+        self.augment = augment
+        self.num_workers = num_workers
+        self.download = download
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+        self.mean = self.std = torch.empty(0)
+        self._device_stats: tuple[Tensor, Tensor] | None = None
+
+    @property
+    def net_kwargs(self) -> dict[str, Any]:
+        """What a classifier needs to fit this data: `model` targets take these keywords."""
+        return {"input_shape": tuple(self.input_shape), "num_classes": self.num_classes}
+
+    def load_splits(self) -> tuple[Dataset, Dataset, Dataset, Tensor, Tensor]:
+        """Return train, val and test sets and the per-channel mean and std of the train set."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set, self.val_set, self.test_set, self.mean, self.std = self.load_splits()
+            self._device_stats = None
+
+    def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError("setup() must run before the loaders are asked for")
+        size = self.batch_size if train else self.eval_batch_size
+        if isinstance(dataset, TensorBatches):
+            order = RandomSampler(dataset) if train else SequentialSampler(dataset)
+            return DataLoader(dataset, sampler=BatchSampler(order, size, drop_last=False), batch_size=None)
+        return DataLoader(
+            dataset,
+            batch_size=size,
+            shuffle=train,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, train=False)
+
+    def transform_batch(self, images: Tensor, train: bool) -> Tensor:
+        """Scale, augment (training only) and normalize a batch of raw pixels."""
+        x = to_unit_float(images)
+        if train and self.augment:
+            x = random_hflip(random_crop(x, self.padding), 0.5 if self.hflip else 0.0)
+        if self._device_stats is None or self._device_stats[0].device != x.device:
+            self._device_stats = (self.mean.to(x.device).view(1, -1, 1, 1), self.std.to(x.device).view(1, -1, 1, 1))
+        mean, std = self._device_stats
+        return (x - mean) / std
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        images, labels = batch
+        training = self.trainer is not None and self.trainer.training
+        return self.transform_batch(images, train=training), labels
+
+
+class TensorImageDataModule(ImageDataModule):
+    """A data set small enough to hold as tensors; subclasses implement `load_arrays`."""
+
+    def load_arrays(self, train: bool) -> tuple[Tensor, Tensor]:
+        """Images (N, C, H, W; uint8 or floats in [0, 1]) and int64 labels of the train or test set."""
+        raise NotImplementedError
+
+    def load_splits(self) -> tuple[Dataset, Dataset, Dataset, Tensor, Tensor]:
+        images, labels = self.load_arrays(train=True)
+        test_images, test_labels = self.load_arrays(train=False)
+        train_idx, val_idx = split_indices(len(labels), self.val_size, self.split_seed)
+        mean, std = channel_stats(images[train_idx])
+        return (
+            TensorBatches(images[train_idx], labels[train_idx]),
+            TensorBatches(images[val_idx], labels[val_idx]),
+            TensorBatches(test_images, test_labels),
+            mean,
+            std,
+        )
