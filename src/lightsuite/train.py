@@ -19,6 +19,7 @@ from lightsuite.utils.runs import (
     build,
     build_all,
     built_loggers,
+    check_launch,
     float_metrics,
     metric_value,
     print_config,
@@ -47,6 +48,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics: dict[str, float] = {}
     with built_loggers(cfg.get("logger")) as loggers:
         trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
+        check_launch(trainer)
         for lg in loggers:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if cfg.get("train", True):

@@ -42,7 +42,9 @@ def split_indices(n: int, val_size: int | float, seed: int) -> tuple[Tensor, Ten
     """A seeded random train/val partition of `range(n)`; `val_size` is a count or a fraction."""
     n_val = round(val_size * n) if isinstance(val_size, float) and val_size < 1 else int(val_size)
     if not 0 <= n_val < n:
-        raise ConfigError(f"data.val_size={val_size} leaves no training data out of {n} images; use a smaller value")
+        raise ConfigError(
+            f"data.val_size={val_size} leaves no training data out of {n} images; use a smaller value"
+        )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[n_val:].sort().values, perm[:n_val].sort().values
 
@@ -154,7 +156,10 @@ class ImageDataModule(pl.LightningDataModule):
         if train and self.augment:
             x = random_hflip(random_crop(x, self.padding), 0.5 if self.hflip else 0.0)
         if self._device_stats is None or self._device_stats[0].device != x.device:
-            self._device_stats = (self.mean.to(x.device).view(1, -1, 1, 1), self.std.to(x.device).view(1, -1, 1, 1))
+            self._device_stats = (
+                self.mean.to(x.device).view(1, -1, 1, 1),
+                self.std.to(x.device).view(1, -1, 1, 1),
+            )
         mean, std = self._device_stats
         return (x - mean) / std
 

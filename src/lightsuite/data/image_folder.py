@@ -35,7 +35,9 @@ class ImageFolderDataModule(ImageDataModule):
     ) -> None:
         super().__init__(val_size=val_size, **kwargs)
         if not path:
-            raise DataNotFoundError("data.path is not set: pass data.path=<folder with one sub-folder per class>")
+            raise DataNotFoundError(
+                "data.path is not set: pass data.path=<folder with one sub-folder per class>"
+            )
         self.path = Path(path).expanduser().resolve()
         self.image_size = image_size
         # the usual ImageNet ratio: resize the short side to 256 for a 224 crop
@@ -80,7 +82,9 @@ class ImageFolderDataModule(ImageDataModule):
         try:
             return datasets.ImageFolder(str(root), transform=tf)
         except FileNotFoundError as exc:
-            raise DataNotFoundError(f"{root}: {exc}; supported image types are {datasets.folder.IMG_EXTENSIONS}")
+            raise DataNotFoundError(
+                f"{root}: {exc}; supported image types are {datasets.folder.IMG_EXTENSIONS}"
+            ) from None
 
     def load_splits(self) -> tuple[Dataset, Dataset, Dataset, Tensor, Tensor]:
         train_root, test_root = self._roots
@@ -88,7 +92,9 @@ class ImageFolderDataModule(ImageDataModule):
         if test_root is not None:
             test = self._folder(test_root)
             if test.classes != full.classes:
-                raise DataNotFoundError(f"{test_root} has classes {test.classes}, {train_root} has {full.classes}")
+                raise DataNotFoundError(
+                    f"{test_root} has classes {test.classes}, {train_root} has {full.classes}"
+                )
             rest_idx = torch.arange(len(full))
         else:
             rest_idx, test_idx = split_indices(len(full), self.test_size, self.split_seed + 1)

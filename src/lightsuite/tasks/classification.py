@@ -89,29 +89,29 @@ class ClassificationTask(pl.LightningModule):
                 f"(task.optimizer.lr, now {self.optimizers().param_groups[0]['lr']:.3g}) "
                 "or clip gradients (trainer.gradient_clip_val=1.0)"
             )
-        self.log("train/loss_epoch", loss)
-        self.log_dict(self.train_metrics.compute())
+        self.log("train/loss_epoch", loss, sync_dist=True)
+        self.log_dict(self.train_metrics.compute(), sync_dist=True)
         self.train_metrics.reset()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, logits, y = self._step(batch)
         self.val_metrics.update(logits, y)
-        self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=False)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metrics.compute()
         self.val_metrics.reset()
         self.val_acc_best.update(metrics["val/acc"])
-        self.log_dict(metrics, prog_bar=True)
-        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        self.log_dict(metrics, prog_bar=True, sync_dist=True)
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, logits, y = self._step(batch)
         self.test_metrics.update(logits, y)
-        self.log("test/loss", loss, on_step=False, on_epoch=True)
+        self.log("test/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute())
+        self.log_dict(self.test_metrics.compute(), sync_dist=True)
         self.test_metrics.reset()
 
     def configure_optimizers(self) -> Any:
