@@ -23,6 +23,10 @@ from lightsuite.errors import DataNotFoundError
 class ImageFolderDataModule(ImageDataModule):
     """Train a classifier on any folder of labelled images."""
 
+    # The single-tree test draw has its own constant seed, like digits: no `split_seed` may move an image
+    # into or out of the test set (1 is what the default split_seed=0 drew before, so defaults keep theirs).
+    TEST_SEED = 1
+
     def __init__(
         self,
         path: str | None = None,
@@ -97,7 +101,7 @@ class ImageFolderDataModule(ImageDataModule):
                 )
             rest_idx = torch.arange(len(full))
         else:
-            rest_idx, test_idx = split_indices(len(full), self.test_size, self.split_seed + 1)
+            rest_idx, test_idx = split_indices(len(full), self.test_size, self.TEST_SEED)
             test = Subset(full, test_idx.tolist())
         train_pos, val_pos = split_indices(len(rest_idx), self.val_size, self.split_seed)
         train = Subset(full, rest_idx[train_pos].tolist())

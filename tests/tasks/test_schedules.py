@@ -1,0 +1,75 @@
+"""The lr schedules follow their formulas step by step, warmup included."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from lightsuite.tasks import schedules
+
+
+def lrs(scheduler, steps: int) -> list[float]:
+    out = []
+    for _ in range(steps):
+        out.append(scheduler.optimizer.param_groups[0]["lr"])
+        scheduler.optimizer.step()
+        scheduler.step()
+    return out
+
+
+def sgd(lr: float = 0.1) -> torch.optim.Optimizer:
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr, momentum=0.9)
+
+
+def test_multistep_divides_at_each_milestone():
+    got = lrs(schedules.multistep(sgd(), total_steps=10, milestones=[3, 6], gamma=0.1), 8)
+    assert got == pytest.approx([0.1] * 3 + [0.01] * 3 + [0.001] * 2)
+
+
+def test_multistep_rejects_unsorted_milestones():
+    with pytest.raises(ValueError, match="increasing"):
+        schedules.multistep(sgd(), total_steps=10, milestones=[6, 3])
+
+
+def test_warmup_ramps_linearly_then_hands_over():
+    got = lrs(
+        schedules.multistep(sgd(), total_steps=10, milestones=[8], warmup_steps=4, warmup_start=0.1), 10
+    )
+    assert got[:4] == pytest.approx([0.01, 0.0325, 0.055, 0.0775])
+    assert got[4:8] == pytest.approx([0.1] * 4) and got[8:] == pytest.approx([0.01] * 2)
+
+
+def test_cosine_runs_from_lr_to_floor_over_the_run():
+    total = 20
+    got = lrs(schedules.cosine(sgd(), total_steps=total, min_lr_ratio=0.1), total + 1)
+    assert got[0] == pytest.approx(0.1)
+    assert got[total // 2] == pytest.approx(0.1 * (0.1 + 0.9 * 0.5))
+    assert got[total] == pytest.approx(0.01)
+    assert all(a >= b for a, b in itertools.pairwise(got))
+    expected = [0.1 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t / total))) for t in range(total)]
+    assert got[:total] == pytest.approx(expected)
+
+
+def test_one_cycle_peaks_at_the_configured_lr():
+    got = lrs(schedules.one_cycle(sgd(0.4), total_steps=100, pct_start=0.3), 100)
+    assert max(got) == pytest.approx(0.4)
+    assert got.index(max(got)) == pytest.approx(30, abs=1)
+    assert got[0] == pytest.approx(0.4 / 25) and got[-1] < got[0]
+
+
+def test_constant_holds_after_warmup():
+    got = lrs(schedules.constant(sgd(), total_steps=5, warmup_steps=2, warmup_start=0.5), 5)
+    assert got == pytest.approx([0.05, 0.075, 0.1, 0.1, 0.1])
+
+
+def test_schedule_state_survives_a_checkpoint():
+    first = schedules.cosine(sgd(), total_steps=10)
+    lrs(first, 4)
+    second = schedules.cosine(sgd(), total_steps=10)
+    # as in a checkpoint: the optimizer's param groups carry the lr, the scheduler its step count
+    second.optimizer.load_state_dict(first.optimizer.state_dict())
+    second.load_state_dict(first.state_dict())
+    assert lrs(second, 3) == pytest.approx(lrs(first, 3))

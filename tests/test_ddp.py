@@ -1,0 +1,46 @@
+"""Real two-process DDP on the CPU (gloo), launched the way a user launches it."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+from conftest import FAST, run_cli
+
+
+def test_ddp_two_cpu_ranks_shard_the_data(tmp_path):
+    run = tmp_path / "ddp"
+    proc = run_cli(
+        "lightsuite.train",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=1",
+        *FAST,
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    # 1,257 training digits in batches of 64 split over two ranks
+    assert ckpt["global_step"] == math.ceil(math.ceil(1257 / 64) / 2)
+    assert (run / "train_ddp_process_1.log").exists(), "the second rank never started"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 < metrics["test/acc"] <= 1.0
+
+
+def test_script_launched_ddp_refused_inside_multirun(tmp_path):
+    proc = run_cli(
+        "lightsuite.train",
+        "-m",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "debug=fdr",
+        "seed=1,2",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: DDP with Lightning's script launcher")
+    assert not list((tmp_path / "sweep").rglob("metrics.json"))
