@@ -95,10 +95,10 @@ def lightsuite_loop(shape: tuple[int, int, int], steps: int, warmup: int) -> flo
         task = build(cfg.task, "task", net=build(cfg.model, "model", **datamodule.net_kwargs))
         clock = StepClock(warmup)
         callbacks = [*build_all(cfg.callbacks, "callbacks"), clock]
-        for cb in callbacks:
-            if isinstance(cb, RichProgressBar):  # draw as in a terminal, without flooding this one
-                cb._console_kwargs = {"force_terminal": True, "file": open(os.devnull, "w")}
-        with built_loggers(cfg.logger) as loggers:
+        with open(os.devnull, "w") as devnull, built_loggers(cfg.logger) as loggers:
+            for cb in callbacks:
+                if isinstance(cb, RichProgressBar):  # draw as in a terminal, without flooding this one
+                    cb._console_kwargs = {"force_terminal": True, "file": devnull}
             trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
             trainer.fit(task, datamodule=datamodule)
         return (steps - warmup) * BATCH / (clock.end - clock.start)
@@ -122,9 +122,8 @@ def main() -> None:
             hand.append(hand_loop(shape, steps, args.warmup))
             light.append(lightsuite_loop(shape, steps, args.warmup))
         best_hand, best_light = max(hand), max(light)
-        print(
-            f"{name}: hand {best_hand:9.1f} img/s  lightsuite {best_light:9.1f} img/s  ({steps} steps, best of {args.repeats})"
-        )
+        rates = f"hand {best_hand:9.1f} img/s  lightsuite {best_light:9.1f} img/s"
+        print(f"{name}: {rates}  ({steps} steps, best of {args.repeats})")
         print(f"  all runs: hand {[round(v) for v in hand]}  lightsuite {[round(v) for v in light]}")
         print(f"ratio {name} {best_light / best_hand:.3f}")
         assert math.isfinite(best_light / best_hand)

@@ -41,7 +41,7 @@ class TorchvisionDataModule(TensorImageDataModule):
             if "not found" not in str(exc).lower():
                 raise
             raise DataNotFoundError(
-                f"{self.dataset_cls.__name__} files not found in {self.data_dir / self.folder}: "
+                f"{self.dataset_cls.__name__} files missing or corrupted in {self.data_dir / self.folder}: "
                 "download them once with `data.download=true` (needs internet), "
                 "or point `paths.data_dir` at a folder that has them"
             ) from None
