@@ -3,8 +3,10 @@
 Same CIFAR ResNet-20, batch 128, random data, SGD with momentum and weight decay and a per-step
 cosine schedule in both; lightsuite runs with the default callbacks (checkpointing, early
 stopping, lr monitor, rich progress bar drawing to a forced terminal) and the default CSV logger.
-Both are timed over the same steady-state steps (after warmup), alternating A/B `--repeats` times;
-the best of each is kept. Prints images/s and `ratio <shape> <lightsuite / hand>` per shape.
+Both are timed per step over the same steady-state steps (median interval after warmup),
+alternating A/B `--repeats` times; the best run of each is kept. Prints images/s and
+`ratio <shape> <lightsuite / hand>` per shape. `--threads 1` gives steadier figures on a
+shared machine (2 threads vary by about 10% from run to run here).
 
     .venv/bin/python benchmarks/overhead.py               # both shapes
     .venv/bin/python benchmarks/overhead.py --shapes 1x8x8 --steps 300
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import tempfile
 import time
 
@@ -31,20 +34,28 @@ from lightsuite.tasks.schedules import cosine
 from lightsuite.utils.runs import build, build_all, built_loggers
 
 BATCH = 128
+# the progress bar's console outlives a fit; it needs a sink that stays open
+DEVNULL = open(os.devnull, "w")  # noqa: SIM115
+
+
+def images_per_second(stamps: list[float], warmup: int) -> float:
+    """Batch size over the median step-to-step interval after warmup.
+
+    The median of one run's intervals is robust to the odd stall (another process, a GC pass)
+    that on a shared 2-core machine otherwise decides a whole-run average.
+    """
+    intervals = [b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1 :], strict=False)]
+    return BATCH / statistics.median(intervals)
 
 
 class StepClock(pl.Callback):
-    """Wall time from the start of step `warmup` to the end of the last step."""
+    """The time at the end of every training step: one full cycle of the loop per interval."""
 
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.end = warmup, 0.0, 0.0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.warmup:
-            self.start = time.perf_counter()
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.end = time.perf_counter()
+        self.stamps.append(time.perf_counter())
 
 
 def hand_loop(shape: tuple[int, int, int], steps: int, warmup: int) -> float:
@@ -59,10 +70,8 @@ def hand_loop(shape: tuple[int, int, int], steps: int, warmup: int) -> float:
     sched = cosine(opt, total_steps=steps)
     net.train()
     order = torch.randperm(len(labels))
-    start = 0.0
+    stamps = []
     for step in range(steps):
-        if step == warmup:
-            start = time.perf_counter()
         idx = order[step * BATCH : (step + 1) * BATCH]
         x = (images[idx].float().div_(255) - mean) / std
         loss = F.cross_entropy(net(x), labels[idx])
@@ -70,7 +79,8 @@ def hand_loop(shape: tuple[int, int, int], steps: int, warmup: int) -> float:
         loss.backward()
         opt.step()
         sched.step()
-    return (steps - warmup) * BATCH / (time.perf_counter() - start)
+        stamps.append(time.perf_counter())
+    return images_per_second(stamps, warmup)
 
 
 def lightsuite_loop(shape: tuple[int, int, int], steps: int, warmup: int) -> float:
@@ -93,15 +103,15 @@ def lightsuite_loop(shape: tuple[int, int, int], steps: int, warmup: int) -> flo
         torch.manual_seed(0)
         datamodule = build(cfg.data, "data")
         task = build(cfg.task, "task", net=build(cfg.model, "model", **datamodule.net_kwargs))
-        clock = StepClock(warmup)
+        clock = StepClock()
         callbacks = [*build_all(cfg.callbacks, "callbacks"), clock]
-        with open(os.devnull, "w") as devnull, built_loggers(cfg.logger) as loggers:
-            for cb in callbacks:
-                if isinstance(cb, RichProgressBar):  # draw as in a terminal, without flooding this one
-                    cb._console_kwargs = {"force_terminal": True, "file": devnull}
+        for cb in callbacks:
+            if isinstance(cb, RichProgressBar):  # draw as in a terminal, without flooding this one
+                cb._console_kwargs = {"force_terminal": True, "file": DEVNULL}
+        with built_loggers(cfg.logger) as loggers:
             trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
             trainer.fit(task, datamodule=datamodule)
-        return (steps - warmup) * BATCH / (clock.end - clock.start)
+        return images_per_second(clock.stamps, warmup)
 
 
 def main() -> None:
@@ -111,8 +121,11 @@ def main() -> None:
         "--steps", type=int, default=0, help="steps per run (default: 60 at 32x32, 300 at 8x8)"
     )
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, pytorch_lightning {pl.__version__}")
     for name in args.shapes:
         shape = tuple(int(v) for v in name.split("x"))

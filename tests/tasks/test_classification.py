@@ -34,11 +34,11 @@ def test_label_smoothing_out_of_range_is_a_config_error():
 
 def test_num_classes_from_the_network_sets_top5():
     task = make_task()
-    assert set(task.val_metrics.keys()) == {"val/acc", "val/acc_top5"}
+    assert task.val_acc.names == ["acc", "acc_top5"]
     small = ClassificationTask(
         resnet20(input_shape=(1, 8, 8), num_classes=3), optimizer=functools.partial(torch.optim.SGD, lr=0.1)
     )
-    assert set(small.val_metrics.keys()) == {"val/acc"}
+    assert small.val_acc.names == ["acc"]
 
 
 def test_network_without_num_classes_needs_it_in_config():

@@ -7,13 +7,15 @@ tensor ops per batch.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightsuite.data.augment import random_crop, random_hflip
 from lightsuite.errors import ConfigError
@@ -22,8 +24,8 @@ from lightsuite.errors import ConfigError
 class TensorBatches(Dataset):
     """Images and labels held as tensors, indexed a whole batch at a time.
 
-    Paired with a `BatchSampler` as the loader's sampler (and `batch_size=None`), each batch is one
-    fancy-indexing op instead of `batch_size` calls and a collate.
+    Paired with `BatchIndices` as the loader's sampler (and `batch_size=None`), each batch is one
+    indexing op with an index tensor instead of `batch_size` calls and a collate.
     """
 
     def __init__(self, images: Tensor, labels: Tensor) -> None:
@@ -36,6 +38,20 @@ class TensorBatches(Dataset):
 
     def __getitem__(self, index: Any) -> tuple[Tensor, Tensor]:
         return self.images[index], self.labels[index]
+
+
+class BatchIndices(Sampler[Tensor]):
+    """Index tensors of consecutive batches of a fresh permutation each epoch (or in order)."""
+
+    def __init__(self, size: int, batch_size: int, shuffle: bool) -> None:
+        self.size, self.batch_size, self.shuffle = size, batch_size, shuffle
+
+    def __len__(self) -> int:
+        return math.ceil(self.size / self.batch_size)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        order = torch.randperm(self.size) if self.shuffle else torch.arange(self.size)
+        return iter(order.split(self.batch_size))
 
 
 def split_indices(n: int, val_size: int | float, seed: int) -> tuple[Tensor, Tensor]:
@@ -130,8 +146,9 @@ class ImageDataModule(pl.LightningDataModule):
             raise RuntimeError("setup() must run before the loaders are asked for")
         size = self.batch_size if train else self.eval_batch_size
         if isinstance(dataset, TensorBatches):
-            order = RandomSampler(dataset) if train else SequentialSampler(dataset)
-            return DataLoader(dataset, sampler=BatchSampler(order, size, drop_last=False), batch_size=None)
+            return DataLoader(
+                dataset, sampler=BatchIndices(len(dataset), size, shuffle=train), batch_size=None
+            )
         return DataLoader(
             dataset,
             batch_size=size,

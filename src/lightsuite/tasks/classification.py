@@ -12,18 +12,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
-from torchmetrics import MaxMetric, MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics import MaxMetric, MeanMetric
 
 from lightsuite.errors import ConfigError, DivergedError
+from lightsuite.tasks.metrics import TopKAccuracy
 
 
-def accuracy_metrics(num_classes: int) -> MetricCollection:
-    """Top-1 accuracy, and top-5 where there are enough classes for it to mean something."""
-    metrics = {"acc": MulticlassAccuracy(num_classes, top_k=1, average="micro")}
-    if num_classes >= 10:
-        metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-    return MetricCollection(metrics)
+def _prefixed(stage: str, metrics: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {f"{stage}/{name}": value for name, value in metrics.items()}
 
 
 class ClassificationTask(pl.LightningModule):
@@ -52,9 +48,9 @@ class ClassificationTask(pl.LightningModule):
         num_classes = num_classes or getattr(net, "num_classes", None)
         if num_classes is None:
             raise ConfigError("task.num_classes is not set and the network has no `num_classes` attribute")
-        self.train_metrics = accuracy_metrics(num_classes).clone(prefix="train/")
-        self.val_metrics = accuracy_metrics(num_classes).clone(prefix="val/")
-        self.test_metrics = accuracy_metrics(num_classes).clone(prefix="test/")
+        # top-5 where there are enough classes for it to mean something
+        ks = (1, 5) if num_classes >= 10 else (1,)
+        self.train_acc, self.val_acc, self.test_acc = TopKAccuracy(ks), TopKAccuracy(ks), TopKAccuracy(ks)
         # NaNs must survive the mean so that a diverged run is noticed, not averaged away
         self.train_loss = MeanMetric(nan_strategy="disable")
         self.val_acc_best = MaxMetric()
@@ -75,12 +71,28 @@ class ClassificationTask(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, logits, y = self._step(batch)
         self.train_loss.update(loss.detach())
-        self.train_metrics.update(logits, y)
-        # step values reach the loggers every `trainer.log_every_n_steps`
-        self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        self.train_acc.update(logits, y)
+        if self._logging_step():
+            self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
+    def _logging_step(self) -> bool:
+        """Whether this step's values reach the loggers (every `trainer.log_every_n_steps`).
+
+        A `self.log` call costs a few percent of a small model's CPU step, so the loss is only
+        handed to Lightning on the steps that its logger connector writes out.
+        """
+        trainer = self.trainer
+        every = trainer.log_every_n_steps
+        return (
+            bool(trainer.fast_dev_run)
+            or trainer.should_stop
+            or (every > 0 and (self.global_step + 1) % every == 0)
+        )
+
     def on_train_epoch_end(self) -> None:
+        if self.train_loss.update_count == 0:  # no training batches this epoch
+            return
         loss = self.train_loss.compute()
         self.train_loss.reset()
         if not torch.isfinite(loss):
@@ -90,29 +102,29 @@ class ClassificationTask(pl.LightningModule):
                 "or clip gradients (trainer.gradient_clip_val=1.0)"
             )
         self.log("train/loss_epoch", loss, sync_dist=True)
-        self.log_dict(self.train_metrics.compute(), sync_dist=True)
-        self.train_metrics.reset()
+        self.log_dict(_prefixed("train", self.train_acc.compute()), sync_dist=True)
+        self.train_acc.reset()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, logits, y = self._step(batch)
-        self.val_metrics.update(logits, y)
+        self.val_acc.update(logits, y)
         self.log("val/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
-        metrics = self.val_metrics.compute()
-        self.val_metrics.reset()
+        metrics = _prefixed("val", self.val_acc.compute())
+        self.val_acc.reset()
         self.val_acc_best.update(metrics["val/acc"])
         self.log_dict(metrics, prog_bar=True, sync_dist=True)
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, logits, y = self._step(batch)
-        self.test_metrics.update(logits, y)
+        self.test_acc.update(logits, y)
         self.log("test/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute(), sync_dist=True)
-        self.test_metrics.reset()
+        self.log_dict(_prefixed("test", self.test_acc.compute()), sync_dist=True)
+        self.test_acc.reset()
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())
