@@ -64,11 +64,13 @@ def test_eval_missing_checkpoint_is_a_config_error(make_cfg, tmp_path):
 
 
 def test_resume_continues_from_last_checkpoint(make_cfg, tmp_path):
-    train(make_cfg("train", [*FAST, "trainer.max_epochs=1", "test=false"], run_dir=tmp_path / "a"))
+    before = train(make_cfg("train", [*FAST, "trainer.max_epochs=1", "test=false"], run_dir=tmp_path / "a"))
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
     first = torch.load(last, weights_only=False)
     steps_per_epoch = first["global_step"]
     assert first["epoch"] == 0 and steps_per_epoch > 0
+    # the best validation accuracy so far travels with the checkpoint
+    assert first["state_dict"]["val_acc_best.max_value"].item() == pytest.approx(before["val/acc_best"])
 
     resumed_cfg = make_cfg("train", [*FAST, "trainer.max_epochs=2", "test=false", f"ckpt_path={last}"])
     train(resumed_cfg)

@@ -53,7 +53,9 @@ class ClassificationTask(pl.LightningModule):
         self.train_acc, self.val_acc, self.test_acc = TopKAccuracy(ks), TopKAccuracy(ks), TopKAccuracy(ks)
         # NaNs must survive the mean so that a diverged run is noticed, not averaged away
         self.train_loss = MeanMetric(nan_strategy="disable")
+        # kept in checkpoints, so that a resumed run still knows its best epoch
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -63,10 +65,6 @@ class ClassificationTask(pl.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         return loss, logits.detach(), y
-
-    def on_train_start(self) -> None:
-        # the sanity check's validation must not count as the best epoch
-        self.val_acc_best.reset()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, logits, y = self._step(batch)
@@ -113,9 +111,11 @@ class ClassificationTask(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         metrics = _prefixed("val", self.val_acc.compute())
         self.val_acc.reset()
-        self.val_acc_best.update(metrics["val/acc"])
         self.log_dict(metrics, prog_bar=True, sync_dist=True)
-        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
+        # the sanity check's few batches must not count as the best epoch
+        if not self.trainer.sanity_checking:
+            self.val_acc_best.update(metrics["val/acc"])
+            self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, logits, y = self._step(batch)
