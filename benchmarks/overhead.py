@@ -82,8 +82,8 @@ class Interleave(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         start = time.perf_counter()
-        measured = trainer.global_step > self.warmup
-        if measured and self._hand_end is not None:
+        measured = trainer.global_step > self.warmup and self._hand_end is not None
+        if measured:  # the lightsuite step that just ended, from the end of the last hand step
             self.light_time += start - self._hand_end
         self.hand.step()
         self._hand_end = time.perf_counter()
@@ -120,8 +120,7 @@ def run_pair(shape: tuple[int, int, int], steps: int, warmup: int) -> tuple[floa
         with built_loggers(cfg.logger) as loggers:
             trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
             trainer.fit(task, datamodule=datamodule)
-    # the first measured lightsuite interval starts after the first measured hand step
-    return clock.steps * BATCH / clock.hand_time, (clock.steps - 1) * BATCH / clock.light_time
+    return clock.steps * BATCH / clock.hand_time, clock.steps * BATCH / clock.light_time
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ import warnings
 from pathlib import Path
 
 import hydra
-import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lightsuite import CONFIG_DIR
@@ -20,8 +19,7 @@ from lightsuite.utils.runs import (
     build,
     built_loggers,
     float_metrics,
-    print_config,
-    save_config,
+    prepare_run,
     save_metrics,
 )
 
@@ -50,14 +48,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         with open_dict(cfg):
             for key in RUN_SECTIONS:
                 cfg[key] = trained[key]
-    print_config(cfg)
-    save_config(cfg, cfg.paths.output_dir)
-    if cfg.get("seed") is not None:
-        pl.seed_everything(cfg.seed, workers=True)
-
-    datamodule = build(cfg.data, "data")
-    net = build(cfg.model, "model", **datamodule.net_kwargs)
-    task = build(cfg.task, "task", net=net)
+    datamodule, task = prepare_run(cfg)
     with built_loggers(cfg.get("logger")) as loggers:
         trainer = build(cfg.trainer, "trainer", logger=loggers)
         trainer.test(task, datamodule=datamodule, ckpt_path=str(ckpt_path))

@@ -22,8 +22,7 @@ from lightsuite.utils.runs import (
     check_launch,
     float_metrics,
     metric_value,
-    print_config,
-    save_config,
+    prepare_run,
     save_metrics,
 )
 
@@ -35,14 +34,7 @@ warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Build every object from `cfg`, fit, test the best checkpoint and return the final metrics."""
-    print_config(cfg)
-    save_config(cfg, cfg.paths.output_dir)
-    if cfg.get("seed") is not None:
-        pl.seed_everything(cfg.seed, workers=True)
-
-    datamodule = build(cfg.data, "data")
-    net = build(cfg.model, "model", **datamodule.net_kwargs)
-    task = build(cfg.task, "task", net=net)
+    datamodule, task = prepare_run(cfg)
     callbacks = build_all(cfg.get("callbacks"), "callbacks")
 
     metrics: dict[str, float] = {}

@@ -46,6 +46,21 @@ def build_all(node: DictConfig | None, name: str) -> list[Any]:
     return [build(sub, f"{name}.{key}") for key, sub in node.items() if sub is not None]
 
 
+def prepare_run(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
+    """Show and save the config, seed everything, build the data and the task around its network.
+
+    The network is built from `model` with the keywords the data supplies (`net_kwargs`: for
+    images, `input_shape` and `num_classes`), so one model config fits every data set.
+    """
+    print_config(cfg)
+    save_config(cfg, cfg.paths.output_dir)
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    datamodule = build(cfg.data, "data")
+    net = build(cfg.model, "model", **datamodule.net_kwargs)
+    return datamodule, build(cfg.task, "task", net=net)
+
+
 @rank_zero_only
 def print_config(cfg: DictConfig) -> None:
     """Show the resolved config as a tree, one branch per top-level group."""
