@@ -15,6 +15,7 @@ interval is the hand step itself. Totals over the steady-state steps give images
 
     .venv/bin/python benchmarks/overhead.py               # both shapes
     .venv/bin/python benchmarks/overhead.py --shapes 1x8x8 --steps 400 --threads 1
+    .venv/bin/python benchmarks/overhead.py --bare     # also a bare Trainer around the same task
 """
 
 from __future__ import annotations
@@ -92,7 +93,17 @@ class Interleave(pl.Callback):
             self.steps += 1
 
 
-def run_pair(shape: tuple[int, int, int], steps: int, warmup: int) -> tuple[float, float]:
+# a bare Trainer around the same task: no callbacks, loggers, progress bar or summary
+BARE = [
+    "callbacks=none",
+    "logger=none",
+    "+trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+    "+trainer.enable_checkpointing=false",
+]
+
+
+def run_pair(shape: tuple[int, int, int], steps: int, warmup: int, bare: bool = False) -> tuple[float, float]:
     """Images/s of (hand loop, lightsuite) over the same interleaved steps."""
     with tempfile.TemporaryDirectory() as out, initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         cfg = compose(
@@ -107,6 +118,7 @@ def run_pair(shape: tuple[int, int, int], steps: int, warmup: int) -> tuple[floa
                 "model=resnet20",
                 "trainer.max_epochs=1",
                 f"paths.output_dir={out}",
+                *(BARE if bare else []),
             ],
         )
         torch.manual_seed(0)
@@ -130,6 +142,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--bare", action="store_true", help="also time a bare Trainer (no callbacks/loggers)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -142,6 +155,11 @@ def main() -> None:
         for hand, light in runs:
             print(f"{name}: hand {hand:8.1f} img/s  lightsuite {light:8.1f} img/s  ratio {light / hand:.3f}")
         print(f"ratio {name} {statistics.median(ratios):.3f}")
+        if args.bare:
+            bare = [
+                light / hand for hand, light in (run_pair(shape, steps, args.warmup, True) for _ in ratios)
+            ]
+            print(f"ratio-bare-trainer {name} {statistics.median(bare):.3f}")
 
 
 if __name__ == "__main__":
