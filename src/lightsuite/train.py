@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightsuite import CONFIG_DIR
 from lightsuite.errors import exit_on_user_error
+from lightsuite.utils.checkpoints import RunRecord
 from lightsuite.utils.runs import (
     build,
     build_all,
@@ -36,6 +37,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Build every object from `cfg`, fit, test the best checkpoint and return the final metrics."""
     datamodule, task = prepare_run(cfg)
     callbacks = build_all(cfg.get("callbacks"), "callbacks")
+    # every checkpoint carries its config, so it can be re-tested and sampled from on its own
+    callbacks.append(RunRecord(OmegaConf.to_container(cfg, resolve=True), datamodule.net_kwargs))
 
     metrics: dict[str, float] = {}
     with built_loggers(cfg.get("logger")) as loggers:
