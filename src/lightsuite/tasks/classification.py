@@ -29,6 +29,9 @@ class ClassificationTask(pl.LightningModule):
     parameters, the scheduler the optimizer and the run's total number of optimizer steps.
     """
 
+    # what `lightsuite-report` plots for this family unless told otherwise
+    report_metrics: tuple[str, ...] = ("val/acc", "train/loss")
+
     def __init__(
         self,
         net: nn.Module,
