@@ -1,7 +1,10 @@
 """User-facing errors: raised where a config value or a file is wrong, reported as one line.
 
 Inner code raises these with a message that names the problem and the fix; the entry points turn
-them into `error: ...` on stderr and exit status 1 instead of a traceback.
+them into `error: ...` on stderr and an exit status instead of a traceback:
+
+0 success, 1 a user error (config, files, data, a diverging loss), 130 interrupted (Ctrl-C);
+anything else, with a traceback, is a bug worth reporting.
 """
 
 from __future__ import annotations
@@ -29,6 +32,12 @@ class DivergedError(LightsuiteError, RuntimeError):
     """Training produced a non-finite loss."""
 
 
+class RunInterrupted(LightsuiteError):
+    """The user stopped the run (Ctrl-C); the message says how to resume."""
+
+    exit_code = 130
+
+
 def user_error(exc: BaseException) -> LightsuiteError | None:
     """The LightsuiteError behind `exc` (Hydra and Lightning wrap what targets raise), if any."""
     seen = set()
@@ -40,16 +49,32 @@ def user_error(exc: BaseException) -> LightsuiteError | None:
     return None
 
 
+def _file_error(exc: BaseException) -> LightsuiteError | None:
+    """A file the user pointed at that cannot be read or written, as a one-line error."""
+    while exc is not None:
+        if isinstance(exc, (PermissionError, IsADirectoryError, NotADirectoryError)) and exc.filename:
+            fix = "fix its permissions" if isinstance(exc, PermissionError) else "check the path"
+            return ConfigError(
+                f"cannot use {exc.filename}: {exc.strerror.lower()}; {fix}, or point the config at "
+                "another path (paths.data_dir, paths.log_dir, data.path)"
+            )
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 @contextmanager
 def exit_on_user_error() -> Iterator[None]:
-    """Print a user error as one line and exit 1; let real bugs keep their traceback."""
+    """Print a user error as one line and exit with its status; let real bugs keep their traceback."""
     try:
         yield
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        raise SystemExit(RunInterrupted.exit_code) from None
     except Exception as exc:
-        err = user_error(exc)
+        err = user_error(exc) or _file_error(exc)
         if err is None and isinstance(exc, InstantiationException):
             err = ConfigError(str(exc).replace("\n", " "))
         if err is None:
             raise
         print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+        raise SystemExit(getattr(err, "exit_code", 1)) from None

@@ -1,7 +1,7 @@
 """`lightsuite-eval ckpt_path=...`: re-test a checkpoint and write its `metrics.json`.
 
-The data, model and task sections come from the training run's `config.yaml` (found beside the
-checkpoint's folder), so a checkpoint is re-tested on exactly what it was trained with; set
+The data, model and task sections come from the run record stored in the checkpoint (the training
+run's resolved config), so a checkpoint is re-tested on exactly what it was trained with; set
 `use_run_config=false` to build them from this command line instead.
 """
 
@@ -11,10 +11,12 @@ import warnings
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from lightsuite import CONFIG_DIR
-from lightsuite.errors import ConfigError, exit_on_user_error
+from lightsuite.errors import exit_on_user_error
+from lightsuite.utils.checkpoints import check_task, checkpoint_record, load_checkpoint
+from lightsuite.utils.checks import check_config
 from lightsuite.utils.runs import (
     build,
     built_loggers,
@@ -29,29 +31,22 @@ RUN_SECTIONS = ("data", "model", "task")
 warnings.filterwarnings("ignore", ".*callbacks used to create the checkpoint.*")
 
 
-def run_config_for(ckpt_path: Path) -> Path | None:
-    """The `config.yaml` of the run that wrote `ckpt_path` (`<run>/checkpoints/x.ckpt`), if present."""
-    for folder in (ckpt_path.parent, ckpt_path.parent.parent):
-        if (folder / "config.yaml").is_file():
-            return folder / "config.yaml"
-    return None
-
-
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint `cfg.ckpt_path` and return the test metrics."""
+    check_config(cfg)
     ckpt_path = Path(cfg.ckpt_path).expanduser()
-    if not ckpt_path.is_file():
-        raise ConfigError(f"checkpoint {ckpt_path} not found: pass ckpt_path=<run dir>/checkpoints/last.ckpt")
-    run_config = run_config_for(ckpt_path) if cfg.get("use_run_config", True) else None
-    if run_config is not None:
-        trained = OmegaConf.load(run_config)
+    record = checkpoint_record(load_checkpoint(ckpt_path), cfg.ckpt_path)
+    if cfg.get("use_run_config", True):
+        trained = record["config"]
         with open_dict(cfg):
             for key in RUN_SECTIONS:
                 cfg[key] = trained[key]
+    else:
+        check_task(record, cfg.task._target_, cfg.ckpt_path)
     datamodule, task = prepare_run(cfg)
     with built_loggers(cfg.get("logger")) as loggers:
         trainer = build(cfg.trainer, "trainer", logger=loggers)
-        trainer.test(task, datamodule=datamodule, ckpt_path=str(ckpt_path))
+        trainer.test(task, datamodule=datamodule, ckpt_path=str(ckpt_path), weights_only=True)
     metrics = float_metrics(trainer.callback_metrics)
     save_metrics(metrics, cfg.paths.output_dir)
     return metrics

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from lightsuite import CONFIG_DIR
 from lightsuite.errors import ConfigError, exit_on_user_error
 from lightsuite.utils.checkpoints import checkpoint_record, load_checkpoint
+from lightsuite.utils.checks import check_config
 from lightsuite.utils.runs import build
 
 
@@ -44,6 +45,7 @@ def load_task(ckpt_path: str, key: str = "ckpt_path") -> Any:
 
 def sample(cfg: DictConfig) -> str:
     """Sample from `cfg.ckpt_path` as the options in `cfg` say; returns the summary line."""
+    check_config(cfg)
     task = load_task(cfg.ckpt_path)
     if not isinstance(task, Samples):
         raise ConfigError(

@@ -3,19 +3,22 @@
 lightsuite-train                                  # digits + ResNet-20 on the CPU
 lightsuite-train experiment=cifar10_resnet_paper model=plain56
 lightsuite-train -m model=resnet20,plain20 seed=1,2,3
+lightsuite-train model=resnet1202 dry_run=true    # check config, build, count parameters; no training
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from lightsuite import CONFIG_DIR
-from lightsuite.errors import exit_on_user_error
-from lightsuite.utils.checkpoints import RunRecord
+from lightsuite.errors import ConfigError, RunInterrupted, exit_on_user_error
+from lightsuite.utils.checkpoints import RunRecord, check_task, checkpoint_record, load_checkpoint
 from lightsuite.utils.runs import (
     build,
     build_all,
@@ -24,6 +27,7 @@ from lightsuite.utils.runs import (
     float_metrics,
     metric_value,
     prepare_run,
+    report_dry_run,
     save_metrics,
 )
 
@@ -34,8 +38,18 @@ warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Build every object from `cfg`, fit, test the best checkpoint and return the final metrics."""
+    """Build every object from `cfg`, fit, test the best checkpoint and return the final metrics.
+
+    With `dry_run=true` it stops after building the network and task (no data loaded) and
+    returns an empty dict.
+    """
     datamodule, task = prepare_run(cfg)
+    if cfg.get("dry_run", False):
+        report_dry_run(cfg, task)
+        return {}
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path:
+        check_resumable(cfg, ckpt_path)
     callbacks = build_all(cfg.get("callbacks"), "callbacks")
     # every checkpoint carries its config, so it can be re-tested and sampled from on its own
     callbacks.append(RunRecord(OmegaConf.to_container(cfg, resolve=True), datamodule.net_kwargs))
@@ -47,15 +61,46 @@ def train(cfg: DictConfig) -> dict[str, float]:
         for lg in loggers:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if cfg.get("train", True):
-            trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            with interrupts_explained(trainer, cfg):
+                trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
             metrics.update(float_metrics(trainer.callback_metrics))
         if cfg.get("test", True):
-            ckpt = cfg.get("ckpt_path") if not cfg.get("train", True) else _best_checkpoint(trainer)
-            trainer.test(task, datamodule=datamodule, ckpt_path=ckpt)
+            ckpt = ckpt_path if not cfg.get("train", True) else _best_checkpoint(trainer)
+            with interrupts_explained(trainer, cfg):
+                trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
             metrics.update(float_metrics(trainer.callback_metrics))
 
     save_metrics(metrics, cfg.paths.output_dir)
     return metrics
+
+
+def check_resumable(cfg: DictConfig, ckpt_path: str) -> None:
+    """Refuse, before any work, a checkpoint that is missing, unreadable or of another task or network."""
+    record = checkpoint_record(load_checkpoint(ckpt_path), ckpt_path)
+    check_task(record, cfg.task._target_, ckpt_path)
+    trained = record["config"].get("model", {}).get("_target_")
+    if trained and trained != cfg.model._target_:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} holds a {trained.rsplit('.', 1)[-1]} network, but model= builds "
+            f"{cfg.model._target_.rsplit('.', 1)[-1]}; pass the same model= as the run that wrote it"
+        )
+
+
+@contextmanager
+def interrupts_explained(trainer: pl.Trainer, cfg: DictConfig) -> Iterator[None]:
+    """Turn Ctrl-C (Lightning catches it and exits) into one line that says how to resume."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if isinstance(exc, SystemExit) and not trainer.interrupted:
+            raise
+        last = trainer.checkpoint_callback and getattr(trainer.checkpoint_callback, "last_model_path", "")
+        how = (
+            f"resume with the same command plus ckpt_path={last}"
+            if last
+            else "no epoch had finished, so nothing was saved: run the command again"
+        )
+        raise RunInterrupted(f"interrupted in epoch {trainer.current_epoch}; {how}") from None
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:
@@ -70,7 +115,10 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns `optimized_metric` for sweepers."""
     with exit_on_user_error():
-        return metric_value(train(cfg), cfg.get("optimized_metric"))
+        metrics = train(cfg)
+        if cfg.get("dry_run", False):
+            return None
+        return metric_value(metrics, cfg.get("optimized_metric"))
 
 
 if __name__ == "__main__":

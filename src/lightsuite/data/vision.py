@@ -31,8 +31,15 @@ class TorchvisionDataModule(TensorImageDataModule):
     def prepare_data(self) -> None:
         if self.download:
             rank_zero_info(f"Downloading {self.dataset_cls.__name__} to {self.data_dir}")
-            for train in (True, False):
-                self._dataset(train, download=True)
+            try:
+                for train in (True, False):
+                    self._dataset(train, download=True)
+            except (RuntimeError, OSError) as exc:
+                reason = str(exc).strip().splitlines()[-1].strip(" <>:")
+                raise DataNotFoundError(
+                    f"downloading {self.dataset_cls.__name__} to {self.data_dir} failed ({reason}); check "
+                    "the network, or copy the files there by hand and drop data.download=true"
+                ) from None
 
     def load_arrays(self, train: bool) -> tuple[Tensor, Tensor]:
         try:

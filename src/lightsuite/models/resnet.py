@@ -5,7 +5,8 @@ option ("A", "B", "none") and the pre-activation ordering are constructor argume
 torchvision (`conv1`, `bn1`, `layer1`..., `downsample`, `fc`), so torchvision's ImageNet weights load as-is.
 """
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -296,95 +297,53 @@ def imagenet_resnet(
     )
 
 
-def _plain(depth: int, **kwargs: Any) -> ResNet:
-    if "shortcut" in kwargs:
-        raise TypeError(f"plain{depth} has no shortcuts; use cifar_resnet({depth}, shortcut=...) instead")
-    return cifar_resnet(depth, shortcut="none", **kwargs)
+def _named(builder: Callable[..., ResNet], depth: int, name: str, **fixed: Any) -> Callable[..., ResNet]:
+    """A one-line factory (`resnet20()`) that shows its builder's signature minus what it fixes.
+
+    Configs are checked against a target's signature before anything runs, so `resnet20` must
+    declare the keywords it takes rather than hide them behind `**kwargs`.
+    """
+
+    def factory(**kwargs: Any) -> ResNet:
+        clash = set(kwargs) & set(fixed)
+        if clash:
+            what = "no shortcuts" if "shortcut" in clash else f"a fixed {', '.join(sorted(clash))}"
+            raise TypeError(f"{name} has {what}; use {builder.__name__}({depth}, ...) instead")
+        return builder(depth, **fixed, **kwargs)
+
+    sig = inspect.signature(builder)
+    keep = [p for n, p in sig.parameters.items() if n != "depth" and n not in fixed]
+    factory.__signature__ = sig.replace(parameters=keep)  # type: ignore[attr-defined]
+    factory.__annotations__ = {
+        n: a for n, a in builder.__annotations__.items() if n == "return" or n in {p.name for p in keep}
+    }
+    factory.__name__ = factory.__qualname__ = name
+    fixed_text = "".join(f", {k}={v!r}" for k, v in fixed.items())
+    factory.__doc__ = f"`{builder.__name__}({depth}{fixed_text}, ...)`"
+    return factory
 
 
-def resnet20(**kwargs: Any) -> ResNet:
-    return cifar_resnet(20, **kwargs)
-
-
-def resnet32(**kwargs: Any) -> ResNet:
-    return cifar_resnet(32, **kwargs)
-
-
-def resnet44(**kwargs: Any) -> ResNet:
-    return cifar_resnet(44, **kwargs)
-
-
-def resnet56(**kwargs: Any) -> ResNet:
-    return cifar_resnet(56, **kwargs)
-
-
-def resnet110(**kwargs: Any) -> ResNet:
-    return cifar_resnet(110, **kwargs)
-
-
-def resnet1202(**kwargs: Any) -> ResNet:
-    return cifar_resnet(1202, **kwargs)
-
-
-def plain20(**kwargs: Any) -> ResNet:
-    return _plain(20, **kwargs)
-
-
-def plain32(**kwargs: Any) -> ResNet:
-    return _plain(32, **kwargs)
-
-
-def plain44(**kwargs: Any) -> ResNet:
-    return _plain(44, **kwargs)
-
-
-def plain56(**kwargs: Any) -> ResNet:
-    return _plain(56, **kwargs)
-
-
-def plain110(**kwargs: Any) -> ResNet:
-    return _plain(110, **kwargs)
-
-
-def plain1202(**kwargs: Any) -> ResNet:
-    return _plain(1202, **kwargs)
-
-
-def resnet18(**kwargs: Any) -> ResNet:
-    return imagenet_resnet(18, **kwargs)
-
-
-def resnet34(**kwargs: Any) -> ResNet:
-    return imagenet_resnet(34, **kwargs)
-
-
-def resnet50(**kwargs: Any) -> ResNet:
-    return imagenet_resnet(50, **kwargs)
-
-
-def resnet101(**kwargs: Any) -> ResNet:
-    return imagenet_resnet(101, **kwargs)
-
-
-def resnet152(**kwargs: Any) -> ResNet:
-    return imagenet_resnet(152, **kwargs)
-
-
-def preact_resnet18(**kwargs: Any) -> ResNet:
-    return imagenet_resnet(18, preact=True, **kwargs)
-
-
-def preact_resnet34(**kwargs: Any) -> ResNet:
-    return imagenet_resnet(34, preact=True, **kwargs)
-
-
-def preact_resnet50(**kwargs: Any) -> ResNet:
-    return imagenet_resnet(50, preact=True, **kwargs)
-
-
-def preact_resnet101(**kwargs: Any) -> ResNet:
-    return imagenet_resnet(101, preact=True, **kwargs)
-
-
-def preact_resnet152(**kwargs: Any) -> ResNet:
-    return imagenet_resnet(152, preact=True, **kwargs)
+# CIFAR ResNets (He et al. 2015, sec. 4.2) and their plain twins (no shortcuts: the degradation problem)
+resnet20 = _named(cifar_resnet, 20, "resnet20")
+resnet32 = _named(cifar_resnet, 32, "resnet32")
+resnet44 = _named(cifar_resnet, 44, "resnet44")
+resnet56 = _named(cifar_resnet, 56, "resnet56")
+resnet110 = _named(cifar_resnet, 110, "resnet110")
+resnet1202 = _named(cifar_resnet, 1202, "resnet1202")
+plain20 = _named(cifar_resnet, 20, "plain20", shortcut="none")
+plain32 = _named(cifar_resnet, 32, "plain32", shortcut="none")
+plain44 = _named(cifar_resnet, 44, "plain44", shortcut="none")
+plain56 = _named(cifar_resnet, 56, "plain56", shortcut="none")
+plain110 = _named(cifar_resnet, 110, "plain110", shortcut="none")
+plain1202 = _named(cifar_resnet, 1202, "plain1202", shortcut="none")
+resnet18 = _named(imagenet_resnet, 18, "resnet18")
+resnet34 = _named(imagenet_resnet, 34, "resnet34")
+resnet50 = _named(imagenet_resnet, 50, "resnet50")
+resnet101 = _named(imagenet_resnet, 101, "resnet101")
+resnet152 = _named(imagenet_resnet, 152, "resnet152")
+# pre-activation blocks (He et al. 2016, "Identity Mappings in Deep Residual Networks")
+preact_resnet18 = _named(imagenet_resnet, 18, "preact_resnet18", preact=True)
+preact_resnet34 = _named(imagenet_resnet, 34, "preact_resnet34", preact=True)
+preact_resnet50 = _named(imagenet_resnet, 50, "preact_resnet50", preact=True)
+preact_resnet101 = _named(imagenet_resnet, 101, "preact_resnet101", preact=True)
+preact_resnet152 = _named(imagenet_resnet, 152, "preact_resnet152", preact=True)

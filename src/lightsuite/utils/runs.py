@@ -24,6 +24,7 @@ from rich.syntax import Syntax
 from rich.tree import Tree
 
 from lightsuite.errors import ConfigError, user_error
+from lightsuite.utils.checks import check_config
 
 
 def build(node: DictConfig | None, name: str, **kwargs: Any) -> Any:
@@ -47,18 +48,41 @@ def build_all(node: DictConfig | None, name: str) -> list[Any]:
 
 
 def prepare_run(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
-    """Show and save the config, seed everything, build the data and the task around its network.
+    """Check, show and save the config, seed everything, build the data and the task around its network.
 
-    The network is built from `model` with the keywords the data supplies (`net_kwargs`: for
-    images, `input_shape` and `num_classes`), so one model config fits every data set.
+    The config is checked against every target's signature first, so a typo costs nothing. The
+    network is built from `model` with the keywords the data supplies (`net_kwargs`: for images,
+    `input_shape` and `num_classes`), so one model config fits every data set. Building the
+    DataModule loads nothing; that happens when the Trainer asks for batches. A dry run saves no
+    config: its dir holds no run.
     """
+    check_config(cfg)
     print_config(cfg)
-    save_config(cfg, cfg.paths.output_dir)
+    if not cfg.get("dry_run", False):
+        save_config(cfg, cfg.paths.output_dir)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
+    return build_run(cfg)
+
+
+def build_run(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
+    """The DataModule (nothing loaded yet) and the task around the network built for its data."""
     datamodule = build(cfg.data, "data")
     net = build(cfg.model, "model", **datamodule.net_kwargs)
     return datamodule, build(cfg.task, "task", net=net)
+
+
+@rank_zero_only
+def report_dry_run(cfg: DictConfig, task: pl.LightningModule) -> None:
+    """The one thing a dry run shows: what would train, how big it is, and where it would write."""
+    params = sum(p.numel() for p in task.parameters())
+    trainable = sum(p.numel() for p in task.parameters() if p.requires_grad)
+    Console(stderr=False).print(
+        f"dry run ok: {type(task).__name__} around {cfg.model._target_.rsplit('.', 1)[-1]}, "
+        f"{params:,} parameters ({trainable:,} trainable); run dir {cfg.paths.output_dir}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @rank_zero_only

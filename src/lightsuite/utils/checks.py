@@ -1,0 +1,361 @@
+"""Fail-fast config checks: every `_target_` node against its target's signature, before any work.
+
+A typo or a wrong-typed value on the command line should cost seconds, not a data load and a
+Trainer start (or a queue wait on a cluster). Right after composition, each node with a `_target_`
+(partials included) is matched against the callable it names: unknown arguments, missing required
+ones and values of the wrong type are reported as one line naming the key, the value, what was
+expected and the closest valid name. Ranges a signature cannot express stay in the constructors.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import difflib
+import inspect
+import os
+import types
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import get_object
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
+
+from lightsuite.errors import ConfigError
+
+HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+
+# keywords `train`/`eval` pass when they build a group, so configs need not (and cannot) set them
+SUPPLIED: dict[str, set[str] | None] = {
+    "task": {"net"},
+    "trainer": {"callbacks", "logger"},
+    "model": None,  # the DataModule's `net_kwargs`, known only once the data is built
+}
+
+# plain (target-less) keys of the entry configs
+TOP_LEVEL: dict[str, Any] = {
+    "seed": int | None,
+    "train": bool,
+    "test": bool,
+    "dry_run": bool,
+    "ckpt_path": str | None,
+    "optimized_metric": str | None,
+    "use_run_config": bool,
+    "num_samples": int,
+    "output": str | None,
+    "prompt": str,
+    "length": int,
+    "temperature": float,
+}
+
+# what a user types for a missing mandatory value, shown in the message
+EXAMPLES = {"ckpt_path": "outputs/2026-11-27/10-00-00/checkpoints/last.ckpt"}
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise one `ConfigError` naming every problem found in `cfg`, or return quietly."""
+    problems = list(_missing(cfg)) or [*_top_level(cfg), *_targets(cfg)]
+    if problems:
+        raise ConfigError("; ".join(problems))
+    data = cfg.get("data")
+    if isinstance(data, DictConfig) and data.get("download") is True and data.get("data_dir"):
+        check_writable_dir(data.data_dir, "paths.data_dir")
+
+
+def check_writable_dir(path: str | os.PathLike, key: str) -> Path:
+    """Create `path` if needed and make sure files can be written there, before a download starts."""
+    folder = Path(path).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"{key}={path} cannot be created ({exc.strerror.lower()}); choose a folder you can write, "
+            f"e.g. {key}=$HOME/data"
+        ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{key}={path} is not writable; choose a folder you can write, e.g. {key}=$HOME/data"
+        )
+    return folder
+
+
+def _command(cfg: DictConfig) -> str:
+    return f"lightsuite-{cfg.get('task_name') or 'train'}"
+
+
+def _missing(cfg: DictConfig) -> Iterator[str]:
+    """Mandatory values (`???`) left unset, each with a command that sets it."""
+    for key in _leaf_keys(cfg):
+        if _is_missing(cfg, key):
+            example = EXAMPLES.get(key.rsplit(".", 1)[-1], "<value>")
+            yield f"{key} is required: {_command(cfg)} {key}={example}"
+
+
+def _is_missing(cfg: DictConfig, dotted: str) -> bool:
+    parent, _, leaf = dotted.rpartition(".")
+    node = OmegaConf.select(cfg, parent, throw_on_missing=False) if parent else cfg
+    return isinstance(node, DictConfig) and OmegaConf.is_missing(node, leaf)
+
+
+def _leaf_keys(node: DictConfig, prefix: str = "") -> Iterator[str]:
+    for key in node:
+        if key == "hydra":
+            continue
+        path = f"{prefix}{key}"
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            yield from _leaf_keys(child, f"{path}.")
+        else:
+            yield path
+
+
+def _value(node: DictConfig, key: str, path: str) -> tuple[bool, Any]:
+    """(known, value) of one entry, resolved; values that need Hydra's runtime are not known yet."""
+    try:
+        value = node[key]
+    except InterpolationResolutionError as exc:
+        if "hydra" in str(exc).lower():
+            return False, None
+        raise ConfigError(f"{path}: {str(exc).splitlines()[0]}") from None
+    except MissingMandatoryValue:
+        return False, None
+    if isinstance(value, (DictConfig, ListConfig)):
+        try:
+            value = OmegaConf.to_container(value, resolve=True)
+        except InterpolationResolutionError:
+            return False, None
+    return True, value
+
+
+def _top_level(cfg: DictConfig) -> Iterator[str]:
+    for key, hint in TOP_LEVEL.items():
+        if key in cfg:
+            known, value = _value(cfg, key, key)
+            if known and not conforms(value, hint):
+                yield _wrong_type(key, value, hint, None)
+
+
+def _targets(cfg: DictConfig) -> Iterator[str]:
+    for path, node in target_nodes(cfg):
+        yield from check_node(node, path)
+
+
+def target_nodes(node: Any, prefix: str = "") -> Iterator[tuple[str, DictConfig]]:
+    """Every node with a `_target_` below `node` (Hydra's own section excluded), with its key path."""
+    if isinstance(node, DictConfig):
+        if node._is_none() or node._is_missing():
+            return
+        if "_target_" in node:
+            yield prefix.rstrip("."), node
+        for key in node:
+            if prefix == "" and key == "hydra":
+                continue
+            child = node._get_node(key)
+            if isinstance(child, (DictConfig, ListConfig)):
+                yield from target_nodes(child, f"{prefix}{key}.")
+    elif isinstance(node, ListConfig):
+        for i, child in enumerate(node._iter_ex(resolve=False)):
+            yield from target_nodes(child, f"{prefix}{i}.")
+
+
+def check_node(node: DictConfig, path: str) -> Iterator[str]:
+    """Problems of one `_target_` node: unknown, missing or wrong-typed arguments."""
+    target_name = node._target_
+    try:
+        target = get_object(target_name)
+    except Exception as exc:
+        yield f"{path}._target_={target_name!r} cannot be imported ({str(exc).splitlines()[0]})"
+        return
+    params, open_ended = signature_of(target)
+    name = getattr(target, "__name__", str(target_name))
+    partial = bool(node.get("_partial_", False))
+    for key in node:
+        if key in HYDRA_KEYS:
+            continue
+        if key not in params:
+            if not open_ended:
+                yield f"{path}: {name} has no argument {key!r}{_suggest(key, params)}"
+            continue
+        param, hint = params[key]
+        known, value = _value(node, key, f"{path}.{key}")
+        if not known or (isinstance(value, dict) and "_target_" in value):
+            continue  # nested objects are checked as nodes of their own
+        if not conforms(value, hint):
+            yield _wrong_type(f"{path}.{key}", value, hint, param.default)
+    supplied = SUPPLIED.get(path.split(".")[0], set()) if "." not in path else set()
+    if partial or supplied is None:
+        return
+    for key, (param, _) in params.items():
+        if param.default is inspect.Parameter.empty and key not in node and key not in supplied:
+            yield f"{path}: {name} needs {key!r}: add {path}.{key}=<value>"
+
+
+def signature_of(target: Any) -> tuple[dict[str, tuple[inspect.Parameter, Any]], bool]:
+    """Named parameters of `target` with resolved annotations, and whether it takes any keyword.
+
+    A class whose `__init__` passes `**kwargs` up is followed along its MRO, so a subclass that
+    only adds a few arguments is still checked against its base's; a chain ending in a bare
+    `**kwargs` (an nn.Module, a LightningModule, a logger forwarding to a library) accepts anything.
+    """
+    params: dict[str, tuple[inspect.Parameter, Any]] = {}
+    functions = _init_chain(target) if inspect.isclass(target) else [target]
+    open_ended = not functions
+    for depth, fn in enumerate(functions):
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError):
+            return params, True
+        hints = _hints(fn)
+        open_ended = False
+        for pname, param in sig.parameters.items():
+            if pname in ("self", "cls") or param.kind is inspect.Parameter.VAR_POSITIONAL:
+                continue
+            if param.kind is inspect.Parameter.VAR_KEYWORD:
+                open_ended = True
+                continue
+            if depth and param.default is inspect.Parameter.empty:
+                param = param.replace(default=None)  # a base's required argument comes from the subclass
+            params.setdefault(pname, (param, hints.get(pname, Any)))
+        if not open_ended:
+            break
+    return params, open_ended
+
+
+def _init_chain(cls: type) -> list[Any]:
+    chain = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass is object:
+            break
+        chain.append(init)
+    return chain
+
+
+def _hints(fn: Any) -> dict[str, Any]:
+    raw = inspect.unwrap(fn)
+    try:
+        return typing.get_type_hints(raw)
+    except Exception:
+        pass
+    hints = {}
+    module_globals = getattr(raw, "__globals__", {})
+    for pname, ann in getattr(raw, "__annotations__", {}).items():
+        if isinstance(ann, str):
+            try:
+                ann = eval(ann, module_globals)
+            except Exception:
+                continue
+        hints[pname] = ann
+    return hints
+
+
+def conforms(value: Any, hint: Any) -> bool:
+    """Whether a config value can be passed where `hint` is annotated (unknown hints pass)."""
+    if hint is Any or hint is inspect.Parameter.empty or isinstance(hint, (str, typing.TypeVar)):
+        return True
+    if hint is None or hint is type(None):
+        return value is None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(conforms(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if origin is typing.Annotated:
+        return conforms(value, args[0])
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint in (Path, os.PathLike) or origin is os.PathLike:
+        return isinstance(value, (str, os.PathLike))
+    if origin in (tuple, list, cabc.Sequence, cabc.Iterable, cabc.MutableSequence, set, frozenset):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(conforms(v, a) for v, a in zip(value, args, strict=True))
+        item = args[0] if args else Any
+        return all(conforms(v, item) for v in value)
+    if origin in (dict, cabc.Mapping, cabc.MutableMapping) or hint in (dict, cabc.Mapping):
+        return isinstance(value, dict)
+    if hint in (list, tuple, cabc.Sequence):
+        return isinstance(value, (list, tuple))
+    if inspect.isclass(hint) and hint.__module__ != "builtins" and not isinstance(value, (int, float, str)):
+        return True  # an object the config cannot spell; built elsewhere
+    if inspect.isclass(hint):
+        try:
+            return isinstance(value, hint)
+        except TypeError:
+            return True
+    return True
+
+
+def describe(hint: Any) -> str:
+    """`hint` in words, for messages: 'a float', 'an integer or null', "one of 'A', 'B'"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is None or hint is type(None):
+        return "null"
+    if origin in (typing.Union, types.UnionType):
+        literals = [v for a in args if typing.get_origin(a) is typing.Literal for v in typing.get_args(a)]
+        rest = [a for a in args if a is not type(None) and typing.get_origin(a) is not typing.Literal]
+        spellable = [a for a in rest if not (inspect.isclass(a) and a not in SPELLABLE)] or rest
+        words = [describe(a) for a in spellable]
+        if literals:
+            words.append(describe(typing.Literal[tuple(literals)]))
+        words = list(dict.fromkeys(w for w in words if w))
+        if type(None) in args:
+            words.append("null")
+        return " or ".join(words)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (tuple, list, cabc.Sequence, cabc.Iterable):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return f"a list of {len(args)} values ({', '.join(describe(a) for a in args)})"
+        return f"a list of {_plural(describe(args[0]))}" if args else "a list"
+    if hint in SPELLABLE:
+        return SPELLABLE[hint]
+    if origin in (dict, cabc.Mapping) or hint is dict:
+        return "a mapping"
+    return getattr(hint, "__name__", str(hint))
+
+
+SPELLABLE = {bool: "true or false", int: "an integer", float: "a float", str: "a string", Path: "a path"}
+
+
+def _plural(words: str) -> str:
+    for article in ("an ", "a "):
+        if words.startswith(article):
+            return words[len(article) :] + "s"
+    return words
+
+
+def _wrong_type(path: str, value: Any, hint: Any, default: Any) -> str:
+    shown = repr(value) if isinstance(value, str) else _spell(value)
+    line = f"{path}={shown} is not {describe(hint)}"
+    if default is not inspect.Parameter.empty and default is not None and conforms(default, hint):
+        line += f" (default: {path}={_spell(default)})"
+    return line
+
+
+def _spell(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_spell(v) for v in value) + "]"
+    return str(value)
+
+
+def _suggest(key: str, params: dict[str, Any]) -> str:
+    close = difflib.get_close_matches(key, list(params), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (it takes: {', '.join(params)})" if params else ""
