@@ -50,6 +50,9 @@ TOP_LEVEL: dict[str, Any] = {
     "temperature": float,
 }
 
+# where targets that end in a bare `**kwargs` send them, so those keywords are checked too
+KWARGS_GO_TO = {"pytorch_lightning.loggers.wandb.WandbLogger": "wandb.init"}
+
 # what a user types for a missing mandatory value, shown in the message
 EXAMPLES = {"ckpt_path": "outputs/2026-11-27/10-00-00/checkpoints/last.ckpt"}
 
@@ -201,6 +204,9 @@ def signature_of(target: Any) -> tuple[dict[str, tuple[inspect.Parameter, Any]],
     """
     params: dict[str, tuple[inspect.Parameter, Any]] = {}
     functions = _init_chain(target) if inspect.isclass(target) else [target]
+    forwarded = KWARGS_GO_TO.get(f"{target.__module__}.{target.__qualname__}")
+    if forwarded:
+        functions = [functions[0], get_object(forwarded)]
     open_ended = not functions
     for depth, fn in enumerate(functions):
         try:
