@@ -196,3 +196,21 @@ def test_ctrl_c_leaves_a_resumable_checkpoint_and_says_how(tmp_path):
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert (tmp_path / "resumed" / "metrics.json").exists()
+
+
+def test_an_unreadable_image_is_one_line(make_cfg, tmp_path, capsys):
+    from lightsuite.errors import exit_on_user_error
+    from lightsuite.train import train
+
+    for cls in ("a", "b"):
+        (tmp_path / "images" / cls).mkdir(parents=True)
+        (tmp_path / "images" / cls / "broken.png").write_text("not a png")
+    cfg = make_cfg(
+        "train", [*FAST, "data=image_folder", f"data.path={tmp_path / 'images'}", "data.num_workers=0"]
+    )
+    with pytest.raises(SystemExit) as exit_info, exit_on_user_error():
+        train(cfg)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "broken.png is not an image that can be read" in err[-1]
+    assert no_results(tmp_path)

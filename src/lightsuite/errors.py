@@ -9,6 +9,7 @@ anything else, with a traceback, is a bug worth reporting.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,6 +53,10 @@ def user_error(exc: BaseException) -> LightsuiteError | None:
 def _file_error(exc: BaseException) -> LightsuiteError | None:
     """A file the user pointed at that cannot be read or written, as a one-line error."""
     while exc is not None:
+        if type(exc).__name__ == "UnidentifiedImageError":  # PIL, also re-raised from loader workers
+            found = re.search(r"name='([^']+)'", str(exc))
+            name = found.group(1) if found else str(exc).strip().splitlines()[-1]
+            return DataNotFoundError(f"{name} is not an image that can be read; remove or replace it")
         if isinstance(exc, (PermissionError, IsADirectoryError, NotADirectoryError)) and exc.filename:
             fix = "fix its permissions" if isinstance(exc, PermissionError) else "check the path"
             return ConfigError(
