@@ -148,6 +148,8 @@ def test_base_class_arguments_are_known_and_optional():
     [
         (1, float, True),
         (True, float, False),
+        (True, int, False),
+        (False, bool, True),
         (1.5, int, False),
         ("1", int, False),
         (None, int | None, True),
