@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import pytest
 import torch
+from hydra.utils import instantiate
 
+from lightsuite import CONFIG_DIR
 from lightsuite.tasks import schedules
 
 
@@ -73,3 +76,28 @@ def test_schedule_state_survives_a_checkpoint():
     second.optimizer.load_state_dict(first.optimizer.state_dict())
     second.load_state_dict(first.state_dict())
     assert lrs(second, 3) == pytest.approx(lrs(first, 3))
+
+
+SCHEDULE_CONFIGS = (Path(CONFIG_DIR) / "task" / "scheduler").glob("*.yaml")
+WARMUP_SCHEDULES = sorted(p.stem for p in SCHEDULE_CONFIGS if "warmup_steps" in p.read_text())
+
+
+@pytest.mark.parametrize("name", WARMUP_SCHEDULES)
+def test_every_schedule_with_a_warmup_key_honours_it(make_cfg, name):
+    """Built from its config file as a run builds it: the warmup keys must reach the schedule."""
+    assert "cosine" in WARMUP_SCHEDULES  # the default schedule must be among those checked
+    overrides = [f"task/scheduler={name}", "task.scheduler.warmup_steps=4", "task.scheduler.warmup_start=0.1"]
+    cfg = make_cfg("train", overrides)
+    total = 20
+    got = lrs(instantiate(cfg.task.scheduler)(sgd(), total_steps=total), total)
+    assert got[:4] == pytest.approx([0.01, 0.0325, 0.055, 0.0775])
+    # the full lr is reached right after the warmup and never exceeded
+    assert got[4] == pytest.approx(0.1) and max(got) == pytest.approx(0.1)
+
+
+def test_cosine_decays_over_the_steps_after_warmup():
+    total, warmup = 20, 4
+    got = lrs(schedules.cosine(sgd(), total_steps=total, warmup_steps=warmup, min_lr_ratio=0.0), total + 1)
+    span = total - warmup
+    expected = [0.1 * 0.5 * (1 + math.cos(math.pi * t / span)) for t in range(span + 1)]
+    assert got[warmup:] == pytest.approx(expected, abs=1e-12)
