@@ -1,6 +1,7 @@
 """Break the code on purpose, one edit at a time, and check that a test notices each break.
 
-A table (YAML) lists small source edits ("mutants"), each with the tests that should catch it:
+A table (YAML) lists small source edits ("mutants"), each with the tests that should catch it
+(pytest arguments: files, node ids, `-k` expressions):
 
     - file: src/lightsuite/utils/runs.py
       old: "tmp.write_text(text)"
@@ -94,7 +95,7 @@ def main() -> int:
     args = parser.parse_args()
 
     mutants = [m for m in load(args.tables) if args.only in f"{m.file} {m.old} {m.new} {m.why}"]
-    tests = sorted({t for m in mutants for t in m.tests})
+    tests = list(dict.fromkeys(t for m in mutants for t in m.tests))
     status, last = run_tests(tests, args.timeout)
     if status != 0:
         print(f"the tests fail without any mutant ({last}); fix them first", file=sys.stderr)

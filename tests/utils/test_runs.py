@@ -74,3 +74,8 @@ def test_a_failed_first_write_leaves_no_metrics(tmp_path: Path):
     with file_size_limit(1024), pytest.raises(OSError):
         save_metrics(MANY, tmp_path / "run")
     assert os.listdir(tmp_path / "run") == []
+
+
+def test_float_metrics_keeps_every_scalar_and_skips_the_rest():
+    logged = {"val/confusion": torch.ones(2, 2), "val/acc": torch.tensor(0.5), "epoch": 3, "name": "x"}
+    assert float_metrics(logged) == {"epoch": 3.0, "val/acc": 0.5}
