@@ -20,6 +20,7 @@ MODELS = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
 SHORT = [*FAST, "trainer.max_epochs=2"]
 
 
+@pytest.mark.slow
 def test_default_experiment_reaches_97_percent(make_cfg, tmp_path):
     """The run `make train` starts: digits + ResNet-20 on the CPU."""
     metrics = train(make_cfg("train", FAST))
