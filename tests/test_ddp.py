@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 import torch
 from conftest import FAST, run_cli
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_ranks_shard_the_data(tmp_path):
     run = tmp_path / "ddp"
     proc = run_cli(
@@ -30,6 +32,7 @@ def test_ddp_two_cpu_ranks_shard_the_data(tmp_path):
     assert 0.0 < metrics["test/acc"] <= 1.0
 
 
+@pytest.mark.slow
 def test_script_launched_ddp_refused_inside_multirun(tmp_path):
     proc = run_cli(
         "lightsuite.train",

@@ -14,11 +14,13 @@ from conftest import FAST, run_cli
 from lightsuite import CONFIG_DIR
 from lightsuite.errors import ConfigError, DivergedError
 from lightsuite.train import train
+from lightsuite.utils.checkpoints import load_checkpoint
 
 MODELS = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
 SHORT = [*FAST, "trainer.max_epochs=2"]
 
 
+@pytest.mark.slow
 def test_default_experiment_reaches_97_percent(make_cfg, tmp_path):
     """The run `make train` starts: digits + ResNet-20 on the CPU."""
     metrics = train(make_cfg("train", FAST))
@@ -134,3 +136,33 @@ def test_cli_unknown_choice_lists_valid_ones(tmp_path):
     proc = run_cli("lightsuite.train", "trainer=tpu", f"hydra.run.dir={tmp_path / 'x'}", cwd=tmp_path)
     assert proc.returncode != 0
     assert "Available options" in proc.stderr and "ddp" in proc.stderr and "gpu" in proc.stderr
+
+
+def test_test_stage_uses_the_best_checkpoint_not_the_last(make_cfg, tmp_path):
+    """Validation accuracy peaks in epoch 0 here: after its 20 steps the lr jumps x1000 and wrecks the net."""
+    from lightsuite.eval import evaluate
+
+    wrecked_after_epoch_0 = [
+        *SHORT,
+        "task/scheduler=multistep",
+        "task.scheduler.milestones=[20]",
+        "task.scheduler.gamma=1000",
+        "trainer.gradient_clip_val=1.0",  # worse, but finite
+    ]
+    metrics = train(make_cfg("train", wrecked_after_epoch_0))
+    ckpts = tmp_path / "run" / "checkpoints"
+    best_path = next(p for p in ckpts.iterdir() if p.name != "last.ckpt")
+    best, last = load_checkpoint(best_path), load_checkpoint(ckpts / "last.ckpt")
+    # the premise: the best epoch is not the last one, and it validated better
+    assert (best["epoch"], last["epoch"]) == (0, 1)
+    assert metrics["val/acc"] < metrics["val/acc_best"] - 0.1
+    assert best["state_dict"]["val_acc_best.max_value"].item() == pytest.approx(metrics["val/acc_best"])
+
+    def test_metrics(ckpt: Path) -> dict[str, float]:
+        return evaluate(make_cfg("eval", [f"ckpt_path={ckpt}"], run_dir=tmp_path / f"eval_{ckpt.stem}"))
+
+    of_best, of_last = test_metrics(best_path), test_metrics(ckpts / "last.ckpt")
+    assert of_best["test/loss"] != pytest.approx(of_last["test/loss"], rel=1e-3)
+    # what the run reports as its test result is the best checkpoint's
+    assert metrics["test/acc"] == of_best["test/acc"]
+    assert metrics["test/loss"] == pytest.approx(of_best["test/loss"], rel=1e-6)

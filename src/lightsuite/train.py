@@ -104,11 +104,14 @@ def interrupts_explained(trainer: pl.Trainer, cfg: DictConfig) -> Iterator[None]
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:
-    """The best checkpoint of this fit, or None (test the weights in memory) when none was kept."""
-    callback = trainer.checkpoint_callback
-    if trainer.fast_dev_run or callback is None or not getattr(callback, "best_model_path", ""):
+    """The best checkpoint of this fit, or None (test the weights in memory) when none was kept.
+
+    Only a checkpoint callback with a `monitor` knows a best; `last_checkpoint` has none.
+    """
+    monitored = [cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)]
+    if trainer.fast_dev_run or not monitored or not monitored[0].best_model_path:
         return None
-    return callback.best_model_path
+    return monitored[0].best_model_path
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import FAST
 from PIL import Image
 
 from lightsuite.train import train
 
 
+@pytest.mark.slow
 def test_image_folder_trains_resnet18(make_cfg, tmp_path):
     rng = np.random.default_rng(0)
     for label, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):

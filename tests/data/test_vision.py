@@ -155,6 +155,7 @@ def test_cifar100_labels_are_the_fine_labels(make_cfg, tmp_path):
     assert {0, 99} <= set(dm.train_set.labels.tolist())
 
 
+@pytest.mark.slow
 def test_cli_reports_missing_data_as_one_error_line(tmp_path):
     empty, run = tmp_path / "empty", tmp_path / "run"
     empty.mkdir()

@@ -137,13 +137,22 @@ def float_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 @rank_zero_only
 def save_metrics(metrics: Mapping[str, float], output_dir: str | os.PathLike) -> Path:
-    """Write `metrics.json` atomically, so a crash never leaves a half-written result."""
+    """Write `metrics.json` atomically, so a crash never leaves a half-written result.
+
+    The file is strict JSON: non-finite values (a diverged loss) become `null`, since bare `NaN`
+    breaks other languages' parsers. A failed write leaves the previous file, or none, and no temp file.
+    """
     path = Path(output_dir) / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
     clean = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
-    tmp.write_text(json.dumps(clean, indent=2) + "\n")
-    tmp.replace(path)
+    text = json.dumps(clean, indent=2, allow_nan=False) + "\n"
+    tmp = path.with_suffix(".json.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
