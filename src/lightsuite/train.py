@@ -94,13 +94,24 @@ def interrupts_explained(trainer: pl.Trainer, cfg: DictConfig) -> Iterator[None]
     except (KeyboardInterrupt, SystemExit) as exc:
         if isinstance(exc, SystemExit) and not trainer.interrupted:
             raise
-        last = trainer.checkpoint_callback and getattr(trainer.checkpoint_callback, "last_model_path", "")
+        last = _last_checkpoint(trainer)
         how = (
             f"resume with the same command plus ckpt_path={last}"
             if last
             else "no epoch had finished, so nothing was saved: run the command again"
         )
         raise RunInterrupted(f"interrupted in epoch {trainer.current_epoch}; {how}") from None
+
+
+def _last_checkpoint(trainer: pl.Trainer) -> str:
+    """The checkpoint of the latest finished epoch ('' before the first): what a resume continues."""
+    for callback in trainer.checkpoint_callbacks:
+        path = getattr(callback, "last_model_path", "")
+        if not path and not getattr(callback, "monitor", None):
+            path = getattr(callback, "best_model_path", "")  # a monitor-less callback keeps the latest
+        if path:
+            return path
+    return ""
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:
