@@ -59,15 +59,20 @@ def report(argv: Sequence[str] | None = None, console: Console | None = None) ->
     console = console or Console()
     header, rows = job_rows(built)
     table = Table(title=f"{len(built.jobs)} jobs", header_style="bold")
-    for name in header:
-        table.add_column(name, overflow="fold", max_width=48 if name == "error" else None)
+    shown = [i for i, name in enumerate(header) if name != "error"]
+    for i in shown:
+        table.add_column(header[i], overflow="fold")
     for job, row in zip(built.jobs, rows, strict=True):
         style = "bold yellow" if job is built.best else {"failed": "red", "unfinished": "dim"}.get(job.status)
-        table.add_row(*row, style=style)
+        table.add_row(*(row[i] for i in shown), style=style)
     console.print(table)
+    for job in built.jobs:
+        if job.error:
+            console.print(f"[red]{job.name} failed:[/] {job.error}", highlight=False, soft_wrap=True)
     for note in built.notes:
-        console.print(f"[yellow]note:[/] {note}")
-    console.print(f"report: {out / 'index.html'}")
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+    # unwrapped, so the path can be copied whole
+    console.print(f"report: {out / 'index.html'}", highlight=False, soft_wrap=True)
     return out
 
 

@@ -14,7 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import ParamSpec
 
 import matplotlib as mpl
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from lightsuite.utils.jobs import DONE, Job, Point
 from lightsuite.utils.report_tables import SEED, Setting
@@ -89,6 +91,8 @@ def curves_figure(groups: Sequence[Setting], metric: str) -> Figure | None:
             seeds = f"mean ± s.d. of {len(logged)} seeds"
             (line,) = ax.plot(xs, mean, "-", color=color, lw=2.6, label=f"{group.label} ({seeds})")
             line.set_gid(f"mean {group.label}")
+    if epochs:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch" if epochs else "optimizer step")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} over {'epochs' if epochs else 'steps'}")
@@ -168,6 +172,7 @@ def hparam_figure(
             bars.lines[0].set_gid(f"mean {label or metric}")
         if log_x:
             ax.set_xscale("log")
+        _ticks_at(ax, sorted(set(xs_all)))
         ax.set_xlabel(f"{key} (log scale)" if log_x else key)
         ax.set_ylabel(f"final {metric}")
         ax.set_title(f"final {metric} vs {key}")
@@ -186,6 +191,14 @@ def png(fig: Figure) -> bytes:
     out = io.BytesIO()
     fig.savefig(out, format="png", dpi=DPI)
     return out.getvalue()
+
+
+def _ticks_at(ax: Axes, values: Sequence[float]) -> None:
+    """Label the swept values themselves (`0.001 0.01 0.1`), not 2x10^-3-style minor ticks."""
+    if len(values) > 8:
+        return
+    ax.set_xticks(values, [f"{v:g}" for v in values])
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _colors(n: int) -> list[str]:
