@@ -140,7 +140,7 @@ def test_minimized_metric_marks_the_lowest_job(sweep):
     for job in ("0", "1", "2"):
         cfg = yaml.safe_load((sweep / job / "config.yaml").read_text())
         (sweep / job / "config.yaml").write_text(yaml.safe_dump({**cfg, "optimized_metric": "train/loss"}))
-    report = make_report([str(sweep)])
+    report = make_report([str(sweep)], ["train/loss"])
     assert report.optimized == "train/loss" and report.mode == "min"
     assert report.best.name == "0"
 
@@ -161,9 +161,9 @@ def test_defaults_come_from_the_task_class(tmp_path, monkeypatch):
 
 
 def test_rerun_replaces_the_report_and_is_not_read_as_a_run(sweep):
-    first = write_report(make_report([str(sweep)]), sweep / "report")
+    first = write_report(make_report([str(sweep)], ["val/acc"]), sweep / "report")
     (first / "stale.txt").write_text("from an older report")
-    report = make_report([str(sweep)])
+    report = make_report([str(sweep)], ["val/acc"])
     assert len(report.jobs) == 4
     write_report(report, sweep / "report")
     assert not (sweep / "report" / "stale.txt").exists()
@@ -186,5 +186,5 @@ def test_a_single_run_dir_and_several_dirs(sweep):
     assert single.keys == ["task.optimizer.lr", "seed"]  # one job: all of its overrides
     out = write_report(single, sweep / "1" / "report")
     assert len(_rows(out / "jobs.csv")) == 1 and not (out / "settings.csv").exists()
-    both = make_report([str(sweep / "0"), str(sweep / "3")])
+    both = make_report([str(sweep / "0"), str(sweep / "3")], ["val/acc"])
     assert [j.name for j in both.jobs] == ["0", "3"]

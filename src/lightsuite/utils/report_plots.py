@@ -96,7 +96,7 @@ def curves_figure(groups: Sequence[Setting], metric: str) -> Figure | None:
     ax.set_xlabel("epoch" if epochs else "optimizer step")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} over {'epochs' if epochs else 'steps'}")
-    ax.legend(loc="best", framealpha=0.85)
+    _legend(ax, len(groups))
     fig.tight_layout()
     return fig
 
@@ -176,8 +176,8 @@ def hparam_figure(
         ax.set_xlabel(f"{key} (log scale)" if log_x else key)
         ax.set_ylabel(f"final {metric}")
         ax.set_title(f"final {metric} vs {key}")
-        if label_keys:
-            ax.legend(loc="best", framealpha=0.85)
+        if label_keys and i == len(panels) - 1:
+            _legend(ax, len(lines))
     fig.tight_layout()
     return fig
 
@@ -191,6 +191,14 @@ def png(fig: Figure) -> bytes:
     out = io.BytesIO()
     fig.savefig(out, format="png", dpi=DPI)
     return out.getvalue()
+
+
+def _legend(ax: Axes, entries: int) -> None:
+    """Inside the axes for a few entries; beside them for many, where it would hide the lines."""
+    if entries <= 6:
+        ax.legend(loc="best", framealpha=0.85)
+    else:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
 
 
 def _ticks_at(ax: Axes, values: Sequence[float]) -> None:
