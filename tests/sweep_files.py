@@ -43,7 +43,7 @@ def write_job(
     val_acc: list[float] | None,
     train_loss: list[float],
     final: dict[str, float] | None,
-    error: str | None = None,
+    error: str | Exception | None = None,
 ) -> Path:
     """One run dir: val/acc once per epoch, train/loss every step; `final=None` leaves no metrics.json."""
     hydra_dir = path / ".hydra"
@@ -66,16 +66,20 @@ def write_job(
     return path
 
 
-def _fail_like_a_job(log_file: Path, message: str) -> None:
-    """Raise a user error inside the entry points' handler with Hydra's job log file attached."""
+def _fail_like_a_job(log_file: Path, error: str | Exception) -> None:
+    """Raise inside the entry points' handler with Hydra's job log file attached.
+
+    A string is a user error (one line, exit 1); an exception is a crash (its traceback re-raised).
+    """
     handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter(HYDRA_FORMAT))
     root = logging.getLogger()
     root.addHandler(handler)
     try:
         logging.getLogger("lightsuite.train").warning("starting")
-        with pytest.raises(SystemExit), exit_on_user_error():
-            raise DivergedError(message)
+        exc = DivergedError(error) if isinstance(error, str) else error
+        with pytest.raises(SystemExit if isinstance(error, str) else type(error)), exit_on_user_error():
+            raise exc
     finally:
         root.removeHandler(handler)
         handler.close()

@@ -122,6 +122,7 @@ def test_report_of_a_real_multirun(real_sweep):
     assert pngs == ["curves_train_loss.png", "curves_val_acc.png", "hparam_task_optimizer_lr.png"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium not installed (apt-get install chromium; .ci/run does)"
 )

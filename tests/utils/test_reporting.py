@@ -44,6 +44,16 @@ def test_jobs_are_read_with_status_overrides_and_error(sweep):
     assert jobs[0].value("model") == "resnet20"
 
 
+def test_a_crash_shows_the_last_line_of_its_traceback(tmp_path):
+    """Not a user error: the traceback goes to the log, the report shows the exception line."""
+    write_job(
+        tmp_path / "0", ["seed=1"], base_config(0.1, 1), None, [1.0], None, error=ZeroDivisionError("oops")
+    )
+    job = find_jobs([tmp_path])[0]
+    assert "Traceback" in (tmp_path / "0" / "train.log").read_text()
+    assert (job.status, job.error) == ("failed", "ZeroDivisionError: oops")
+
+
 def test_report_files_hold_the_expected_values(sweep):
     out = write_report(make_report([str(sweep)]), sweep / "report")
     assert out == sweep / "report"
@@ -63,7 +73,9 @@ def test_report_files_hold_the_expected_values(sweep):
     assert settings[0]["val/acc n"] == "2" and settings[2]["val/acc n"] == "0"  # failed jobs not averaged
 
     md = (out / "jobs.md").read_text().splitlines()
-    assert md[0].startswith("| job | task.optimizer.lr | seed | status | val/acc_best | val/acc | train/loss")
+    # the optimized metric, the plotted ones and their test/ twins where logged (no test/loss here)
+    columns = "job task.optimizer.lr seed status val/acc_best val/acc train/loss test/acc best error"
+    assert md[0] == "| " + " | ".join(columns.split()) + " |"
     assert len(md) == 2 + 4 and "★" in md[3] and "failed" in md[5]
     assert "0.85 ± 0.07071" in (out / "settings.md").read_text()
 
