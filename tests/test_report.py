@@ -55,6 +55,13 @@ def test_bad_input_is_one_line_and_leaves_no_report(tmp_path, capsys):
     assert "val/nope" in err and "train/loss, val/acc" in err and "val/acc," not in err.split(";")[0]
     assert "unknown option" in _fails_with_one_line([str(sweep), "metric=val/acc"], capsys)
     assert "no DIR" in _fails_with_one_line([], capsys)
+    # an existing folder that is not a report is never replaced
+    (tmp_path / "talk").mkdir()
+    (tmp_path / "talk" / "slides.tex").write_text("mine")
+    assert "not a lightsuite report" in _fails_with_one_line(
+        [str(sweep), f"output={tmp_path / 'talk'}"], capsys
+    )
+    assert [p.name for p in (tmp_path / "talk").iterdir()] == ["slides.tex"]
     assert not (sweep / "report").exists() and not (tmp_path / "empty" / "report").exists()
     assert not [p for p in sweep.iterdir() if p.name.startswith(".")]
 

@@ -173,12 +173,14 @@ def test_defaults_come_from_the_task_class(tmp_path, monkeypatch):
 
 
 def test_rerun_replaces_the_report_and_is_not_read_as_a_run(sweep):
-    first = write_report(make_report([str(sweep)], ["val/acc"]), sweep / "report")
-    (first / "stale.txt").write_text("from an older report")
+    first = write_report(make_report([str(sweep)], ["train/loss"]), sweep / "report")
+    assert (first / "curves_train_loss.png").exists()
     report = make_report([str(sweep)], ["val/acc"])
     assert len(report.jobs) == 4
     write_report(report, sweep / "report")
-    assert not (sweep / "report" / "stale.txt").exists()
+    # the earlier report's figures go with it
+    assert not (sweep / "report" / "curves_train_loss.png").exists()
+    assert (sweep / "report" / "curves_val_acc.png").exists()
     assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "2", "3", "report"]
 
 

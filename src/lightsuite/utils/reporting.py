@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -116,8 +117,11 @@ def default_metrics(jobs: Sequence[Job], notes: list[str]) -> list[str]:
 def write_report(report: Report, output: str | os.PathLike) -> Path:
     """Write every file into a temporary folder beside `output`, then swap it in: never half a report."""
     output = Path(output).expanduser()
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"output={output} is a file: give a directory for the report")
+    if output.exists() and not _replaceable(output):
+        raise ConfigError(
+            f"output={output} exists and is not a lightsuite report; give a new or empty folder "
+            "(an earlier report there is replaced)"
+        )
     files = _files(report)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
@@ -137,6 +141,17 @@ def write_report(report: Report, output: str | os.PathLike) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return output
+
+
+def _replaceable(folder: Path) -> bool:
+    """An empty folder or an earlier report: nothing else is ever deleted by a re-run."""
+    if not folder.is_dir():
+        return False
+    names = [p.name for p in folder.iterdir()]
+    return not names or ("index.html" in names and all(_REPORT_FILE.fullmatch(n) for n in names))
+
+
+_REPORT_FILE = re.compile(r"index\.html|(jobs|settings)\.(md|csv)|(curves|hparam)_\w+\.png")
 
 
 def default_output(dirs: Sequence[str]) -> Path:
