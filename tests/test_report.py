@@ -127,6 +127,7 @@ def test_report_of_a_real_multirun(real_sweep):
     assert [r["best"] == "true" for r in rows] == [i == best for i in range(3)]
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == ["curves_train_loss.png", "curves_val_acc.png", "hparam_task_optimizer_lr.png"]
+    assert "Invalid learning rate: -1 |" in (out / "jobs.md").read_text()
 
 
 @pytest.mark.slow

@@ -200,5 +200,6 @@ def test_a_single_run_dir_and_several_dirs(sweep):
     assert single.keys == ["task.optimizer.lr", "seed"]  # one job: all of its overrides
     out = write_report(single, sweep / "1" / "report")
     assert len(_rows(out / "jobs.csv")) == 1 and not (out / "settings.csv").exists()
+    assert (out / "jobs.md").read_text().splitlines()[0].endswith("| best |")  # no error column
     both = make_report([str(sweep / "0"), str(sweep / "3")], ["val/acc"])
     assert [j.name for j in both.jobs] == ["0", "3"]

@@ -117,15 +117,18 @@ def best_job(jobs: Sequence[Job], metric: str | None) -> tuple[Job | None, str |
 def job_table(
     jobs: Sequence[Job], keys: Sequence[str], metrics: Sequence[str], best: Job | None
 ) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the job table: name, swept values, status, final metrics, best mark, error."""
-    header = ["job", *keys, "status", *metrics, "best", "error"]
+    """Header and rows of the job table: name, swept values, status, final metrics, best mark, error.
+
+    The error column is there only when some job has an error to show.
+    """
+    errors = any(job.error for job in jobs)
+    header = ["job", *keys, "status", *metrics, "best", *(["error"] if errors else [])]
     rows = []
     for job in jobs:
         finals = [fmt(job.metric(m)) for m in metrics]
         mark = "★" if job is best else ""
-        rows.append(
-            [job.name, *[job.value(k) or "—" for k in keys], job.status, *finals, mark, job.error or ""]
-        )
+        error = [job.error or ""] if errors else []
+        rows.append([job.name, *[job.value(k) or "—" for k in keys], job.status, *finals, mark, *error])
     return header, rows
 
 
