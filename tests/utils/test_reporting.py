@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import base64
 import csv
-import math
 import os
 import re
+import shutil
 import statistics
 from pathlib import Path
 
 import pytest
 import yaml
+from pytorch_lightning.loggers import CSVLogger
 from sweep_files import base_config, synthetic_sweep, write_job
 
 from lightsuite.utils import report_plots as plots
@@ -184,14 +185,25 @@ def test_rerun_replaces_the_report_and_is_not_read_as_a_run(sweep):
     assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "2", "3", "report"]
 
 
-def test_metrics_json_older_than_the_job_is_not_final(sweep):
+def test_metrics_json_of_an_earlier_run_is_not_final(sweep):
     """A re-run into the same dir that did not finish must not show the earlier run's result."""
     job = sweep / "0"
-    started = (job / ".hydra" / "config.yaml").stat().st_mtime
-    os.utime(job / "metrics.json", (started - 60, started - 60))
+    shutil.rmtree(job / "csv")
+    rerun = CSVLogger(save_dir=job, name="csv", version="")
+    rerun.log_metrics({"val/acc": 0.55, "epoch": 0}, step=4)
+    rerun.save()
     jobs = find_jobs([sweep])
     assert jobs[0].status == "unfinished" and jobs[0].final == {}
-    assert math.isclose(jobs[0].metric("val/acc"), 0.8)
+    assert jobs[0].metric("val/acc") == 0.55
+
+
+def test_copied_runs_stay_finished(sweep, tmp_path):
+    """File times change when a sweep is copied; whether a job finished does not."""
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep, copy, copy_function=shutil.copy)
+    for final in copy.glob("*/metrics.json"):
+        os.utime(final, (1e9, 1e9))
+    assert [j.status for j in find_jobs([copy])] == ["done", "done", "done", "failed"]
 
 
 def test_a_single_run_dir_and_several_dirs(sweep):

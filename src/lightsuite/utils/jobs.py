@@ -141,7 +141,10 @@ def load_job(path: Path, name: str) -> Job:
     overrides = parse_overrides(_read_yaml(hydra_dir / "overrides.yaml") or [])
     hydra_cfg = (_read_yaml(hydra_dir / "hydra.yaml") or {}).get("hydra", {})
     choices = {k: _text(v) for k, v in (hydra_cfg.get("runtime", {}).get("choices") or {}).items()}
-    final = _read_final(path, hydra_dir)
+    history = read_history(path / "csv" / "metrics.csv")
+    final = _read_final(path)
+    if final is not None and not from_this_run(final, history):
+        final = None
     error = last_error(path)
     status = DONE if final is not None else FAILED if error else UNFINISHED
     return Job(
@@ -154,7 +157,7 @@ def load_job(path: Path, name: str) -> Job:
         status=status,
         error=error if status != DONE else None,
         final=final or {},
-        history=read_history(path / "csv" / "metrics.csv"),
+        history=history,
     )
 
 
@@ -169,19 +172,30 @@ def parse_overrides(lines: list[str]) -> dict[str, str]:
     return out
 
 
-def _read_final(path: Path, hydra_dir: Path) -> dict[str, float] | None:
-    """`metrics.json`, unless it is older than this job's start (left by an earlier run of the same dir)."""
+def _read_final(path: Path) -> dict[str, float] | None:
+    """`metrics.json` as floats (null, written for a non-finite value, as NaN); None if absent or bad."""
     file = path / "metrics.json"
-    if not file.is_file():
-        return None
-    started = hydra_dir / "config.yaml"
-    if started.is_file() and file.stat().st_mtime < started.stat().st_mtime:
-        return None
     try:
-        data = json.loads(file.read_text())
+        data = json.loads(file.read_text()) if file.is_file() else None
     except (OSError, json.JSONDecodeError):
         return None
+    if not isinstance(data, dict):
+        return None
     return {k: float(v) if v is not None else math.nan for k, v in data.items() if _is_number(v) or v is None}
+
+
+def from_this_run(final: dict[str, float], history: dict[str, list[Point]]) -> bool:
+    """Whether `metrics.json` was written by the run that logged `history`.
+
+    A job re-run into the same dir rewrites the CSV log but leaves the earlier run's `metrics.json`
+    until it finishes. A finished run's final values are the last ones it logged, so any metric in
+    both that disagrees gives an earlier run away. Content, not file times: copies keep it.
+    """
+    for key, value in final.items():
+        points = history.get(key)
+        if points and math.isfinite(value) and not math.isclose(points[-1].value, value, rel_tol=1e-5):
+            return False
+    return True
 
 
 def read_history(file: Path) -> dict[str, list[Point]]:
