@@ -9,6 +9,7 @@ anything else, with a traceback, is a bug worth reporting.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from collections.abc import Iterator
@@ -73,6 +74,7 @@ def exit_on_user_error() -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
+        log_to_job_files("error: interrupted")
         print("error: interrupted", file=sys.stderr)
         raise SystemExit(RunInterrupted.exit_code) from None
     except Exception as exc:
@@ -80,6 +82,21 @@ def exit_on_user_error() -> Iterator[None]:
         if err is None and isinstance(exc, InstantiationException):
             err = ConfigError(str(exc).replace("\n", " "))
         if err is None:
+            log_to_job_files(f"{type(exc).__name__}: {exc}", exc)
             raise
+        log_to_job_files(f"error: {err}")
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(getattr(err, "exit_code", 1)) from None
+
+
+def log_to_job_files(message: str, exc: BaseException | None = None) -> None:
+    """Record an error in the run's log file (Hydra's `<run dir>/<job name>.log`) only.
+
+    The console already shows it; the file keeps it for `lightsuite-report`, which shows why a job
+    of a sweep failed. Hydra itself never writes a job's exception into that job's log.
+    """
+    exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+    record = logging.LogRecord("lightsuite", logging.ERROR, __file__, 0, message, None, exc_info)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)

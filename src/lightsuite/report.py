@@ -1,0 +1,86 @@
+"""`lightsuite-report DIR [DIR ...]`: turn a multirun (or any run dirs) into tables, figures and a page.
+
+lightsuite-report outputs/multirun/2026-11-27/10-00-00               # writes .../10-00-00/report/
+lightsuite-report outputs/multirun/2026-11-27 metrics=val/loss,train/acc output=talk/
+lightsuite-report outputs/2026-11-27/09-00-00 outputs/2026-11-27/09-30-00  # two single runs
+
+A plain argument parser rather than Hydra: the report reads run dirs instead of composing a
+config, and a Hydra app would leave its own run dir (with `.hydra/`) that later reports would
+mistake for a run. `key=value` options keep the feel of the other commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from lightsuite.errors import ConfigError, exit_on_user_error
+
+OPTIONS = ("metrics", "output")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit 1, like every lightsuite command
+        raise ConfigError(f"{message} (usage: lightsuite-report DIR [DIR ...] [metrics=a,b] [output=DIR])")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """DIRs, then `metrics=a,b` and `output=DIR` (also as `--metrics`, `--output`)."""
+    parser = _Parser(prog="lightsuite-report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("args", nargs="*", metavar="DIR | metrics=a,b | output=DIR")
+    parser.add_argument("--metrics", help="comma-separated metric names (default: the task's report_metrics)")
+    parser.add_argument("--output", help="report folder (default: DIR/report of the first DIR)")
+    ns = parser.parse_args(argv)
+    ns.dirs = []
+    for arg in ns.args:
+        key, sep, value = arg.partition("=")
+        if sep and not Path(arg).exists():
+            if key not in OPTIONS:
+                raise ConfigError(f"unknown option {key}=: lightsuite-report takes {'=, '.join(OPTIONS)}=")
+            setattr(ns, key, value)
+        else:
+            ns.dirs.append(arg)
+    ns.metrics = [m.strip() for m in ns.metrics.split(",") if m.strip()] if ns.metrics else None
+    return ns
+
+
+def report(argv: Sequence[str] | None = None, console: Console | None = None) -> Path:
+    """Build and write the report the arguments ask for; returns the report folder."""
+    from lightsuite.utils.reporting import default_output, job_rows, make_report, write_report
+
+    ns = parse_args(argv)
+    built = make_report(ns.dirs, ns.metrics)
+    out = write_report(built, ns.output or default_output(ns.dirs))
+    console = console or Console()
+    header, rows = job_rows(built)
+    table = Table(title=f"{len(built.jobs)} jobs", header_style="bold")
+    shown = [i for i, name in enumerate(header) if name != "error"]
+    for i in shown:
+        table.add_column(header[i], overflow="fold")
+    for job, row in zip(built.jobs, rows, strict=True):
+        style = "bold yellow" if job is built.best else {"failed": "red", "unfinished": "dim"}.get(job.status)
+        table.add_row(*(row[i] for i in shown), style=style)
+    console.print(table)
+    for job in built.jobs:
+        if job.error:
+            console.print(f"[red]{job.name} failed:[/] {job.error}", highlight=False, soft_wrap=True)
+    for note in built.notes:
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+    # unwrapped, so the path can be copied whole
+    console.print(f"report: {out / 'index.html'}", highlight=False, soft_wrap=True)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    with exit_on_user_error():
+        report(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""A synthetic multirun on disk, written by the same writers a real job uses.
+
+Hydra's files (`.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`), the resolved `config.yaml`,
+the CSV logger's `csv/metrics.csv` (written by Lightning's own `CSVLogger`), `metrics.json`
+(lightsuite's `save_metrics`) and, for a failed job, the error as `exit_on_user_error` records it in
+Hydra's `train.log`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+from pytorch_lightning.loggers import CSVLogger
+
+from lightsuite.errors import DivergedError, exit_on_user_error
+from lightsuite.utils.runs import save_metrics
+
+HYDRA_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+STEPS_PER_EPOCH = 5
+
+
+def base_config(lr: float, seed: int, optimized: str = "val/acc_best") -> dict:
+    return {
+        "task_name": "train",
+        "seed": seed,
+        "optimized_metric": optimized,
+        "model": {"_target_": "lightsuite.models.resnet.resnet20"},
+        "task": {
+            "_target_": "lightsuite.tasks.classification.ClassificationTask",
+            "optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": lr},
+        },
+        "callbacks": {"model_checkpoint": {"monitor": "val/acc", "mode": "max"}},
+    }
+
+
+def write_job(
+    path: Path,
+    overrides: list[str],
+    config: dict,
+    val_acc: list[float] | None,
+    train_loss: list[float],
+    final: dict[str, float] | None,
+    error: str | Exception | None = None,
+) -> Path:
+    """One run dir: val/acc once per epoch, train/loss every step; `final=None` leaves no metrics.json."""
+    hydra_dir = path / ".hydra"
+    hydra_dir.mkdir(parents=True)
+    (hydra_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    hydra = {"hydra": {"runtime": {"choices": {"model": "resnet20"}}, "sweeper": {"max_batch_size": None}}}
+    (hydra_dir / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+    logger = CSVLogger(save_dir=path, name="csv", version="")
+    for step, loss in enumerate(train_loss):
+        logger.log_metrics({"train/loss": loss, "epoch": step // STEPS_PER_EPOCH}, step=step)
+    for epoch, acc in enumerate(val_acc or []):
+        logger.log_metrics({"val/acc": acc, "epoch": epoch}, step=(epoch + 1) * STEPS_PER_EPOCH - 1)
+    logger.save()
+    if final is not None:
+        save_metrics(final, path)
+    if error is not None:
+        _fail_like_a_job(path / "train.log", error)
+    return path
+
+
+def _fail_like_a_job(log_file: Path, error: str | Exception) -> None:
+    """Raise inside the entry points' handler with Hydra's job log file attached.
+
+    A string is a user error (one line, exit 1); an exception is a crash (its traceback re-raised).
+    """
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter(HYDRA_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        logging.getLogger("lightsuite.train").warning("starting")
+        exc = DivergedError(error) if isinstance(error, str) else error
+        with pytest.raises(SystemExit if isinstance(error, str) else type(error)), exit_on_user_error():
+            raise exc
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def synthetic_sweep(root: Path) -> Path:
+    """Four jobs: lr=0.1 with seeds 1 and 2, lr=0.001 without val/acc, lr=0.01 failed in epoch 2."""
+    sweep = root / "sweep"
+    loss = [2.0 - 0.1 * i for i in range(3 * STEPS_PER_EPOCH)]
+    write_job(
+        sweep / "0",
+        ["task.optimizer.lr=0.1", "seed=1"],
+        base_config(0.1, 1),
+        [0.5, 0.7, 0.8],
+        loss,
+        {"val/acc": 0.8, "val/acc_best": 0.8, "train/loss": loss[-1], "test/acc": 0.78},
+    )
+    write_job(
+        sweep / "1",
+        ["task.optimizer.lr=0.1", "seed=2"],
+        base_config(0.1, 2),
+        [0.6, 0.8, 0.9],
+        [x + 0.2 for x in loss],
+        {"val/acc": 0.9, "val/acc_best": 0.9, "train/loss": loss[-1] + 0.2, "test/acc": 0.88},
+    )
+    write_job(
+        sweep / "2",
+        ["task.optimizer.lr=0.001", "seed=1"],
+        base_config(0.001, 1),
+        None,
+        [x + 0.5 for x in loss],
+        {"train/loss": loss[-1] + 0.5},
+    )
+    write_job(
+        sweep / "3",
+        ["task.optimizer.lr=0.01", "seed=1"],
+        base_config(0.01, 1),
+        [0.4],
+        loss[: STEPS_PER_EPOCH + 2],
+        None,
+        error="train/loss is nan at step 7: lower task.optimizer.lr",
+    )
+    return sweep
