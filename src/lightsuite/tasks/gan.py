@@ -17,6 +17,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
+from pytorch_lightning.plugins.precision import Precision
 from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor, nn
 from torch.optim import Optimizer
@@ -121,6 +122,7 @@ class GANTask(pl.LightningModule):
         )
         self._loss_sums: Tensor | None = None
         self._rounds = 0
+        self._lean_rounds = False
 
     # --- sampling ------------------------------------------------------------------------------------------
     @property
@@ -145,31 +147,50 @@ class GANTask(pl.LightningModule):
             self.d_optimizer_factory(self.net.discriminator.parameters()),
         ]
 
-    def _step(self, opt: Any, loss: Tensor) -> None:
+    def _step(self, opt: Any, loss: Tensor, lean: bool = False) -> None:
         opt.zero_grad(set_to_none=True)
+        if lean:
+            # the same update without Lightning's per-step hooks and bookkeeping (see `_lean_rounds`)
+            loss.backward()
+            if self.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self._params(opt), self.grad_clip)
+            opt.optimizer.step()
+            return
         self.manual_backward(loss)
         if self.grad_clip is not None:
             # Lightning refuses trainer.gradient_clip_val under manual optimization; clip here instead
             self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
         opt.step()
 
-    def discriminator_step(self, real: Tensor, opt: Any) -> Tensor:
+    @staticmethod
+    def _params(opt: Any) -> list[Tensor]:
+        return [p for group in opt.param_groups for p in group["params"]]
+
+    def on_fit_start(self) -> None:
+        # Rounds after the first of a Lightning step may bypass Lightning's backward/step hooks when
+        # these do nothing but call hooks: full 32-bit precision on one device. For tiny networks the
+        # hooks cost more than the math; the hooks, `global_step` and the step-progress counters
+        # then count one D and one G step per Lightning step.
+        trainer = self.trainer
+        self._lean_rounds = type(trainer.precision_plugin) is Precision and trainer.world_size == 1
+
+    def discriminator_step(self, real: Tensor, opt: Any, lean: bool = False) -> Tensor:
         D = self.net.discriminator
         self.toggle_optimizer(opt)
         with torch.no_grad():
-            fake = self.net.generator(self.net.noise(len(real)))
+            fake = self.net.generator(torch.randn(len(real), self.net.latent_dim, device=real.device))
         loss = d_loss(self.loss, D(pack_samples(real, self.pack)), D(pack_samples(fake, self.pack)))
         if self.loss == "wgan_gp" and self.gp_weight > 0:
             loss = loss + self.gp_weight * gradient_penalty(D, real, fake, self.pack)
-        self._step(opt, loss)
+        self._step(opt, loss, lean)
         self.untoggle_optimizer(opt)
         return loss.detach()
 
-    def generator_step(self, n: int, opt: Any) -> Tensor:
+    def generator_step(self, n: int, opt: Any, lean: bool = False) -> Tensor:
         self.toggle_optimizer(opt)
-        fake = self.net.generator(self.net.noise(n))
+        fake = self.net.generator(torch.randn(n, self.net.latent_dim, device=self.device))
         loss = g_loss(self.loss, self.net.discriminator(pack_samples(fake, self.pack)))
-        self._step(opt, loss)
+        self._step(opt, loss, lean)
         self.untoggle_optimizer(opt)
         if self.ema is not None:
             self._update_ema()
@@ -193,9 +214,10 @@ class GANTask(pl.LightningModule):
         self.evaluation.see_training_batch(real)
         sums = torch.zeros(2, device=real.device)
         for r in range(self.rounds_per_step):
+            lean = r > 0 and self._lean_rounds
             for c in range(self.n_critic):
-                sums[0] += self.discriminator_step(reals[r * self.n_critic + c], d_opt)
-            sums[1] += self.generator_step(size, g_opt)
+                sums[0] += self.discriminator_step(reals[r * self.n_critic + c], d_opt, lean)
+            sums[1] += self.generator_step(size, g_opt, lean)
         sums[0] /= self.n_critic
         self._loss_sums = sums if self._loss_sums is None else self._loss_sums + sums
         self._rounds += self.rounds_per_step
