@@ -1,4 +1,4 @@
-"""Framework overhead of task=gan: a hand-written manual PyTorch GAN loop vs the lightsuite task through the Trainer.
+"""Framework overhead of task=gan: a hand-written PyTorch GAN loop vs the lightsuite task in the Trainer.
 
 Two cases: the 2-D MLP GAN of `experiment=gaussians_gan` (3x128 MLPs, batch 256, PacGAN m=2, Adam
 lr 1e-3, 8 D/G rounds per Lightning step) and a 32x32 DCGAN on random images (batch 64, one round
@@ -93,7 +93,7 @@ class HandLoop:
 
 
 class Interleave(pl.Callback):
-    """After each lightsuite step, time the hand loop on the same batch; the rest of the cycle is lightsuite's."""
+    """After each lightsuite step, time the hand loop on the same batch; the rest is lightsuite's."""
 
     def __init__(self, hand: HandLoop, warmup: int) -> None:
         self.hand, self.warmup = hand, warmup
@@ -165,7 +165,8 @@ def main() -> None:
         runs = [run_pair(case, args.warmup, args.rounds_per_step) for _ in range(args.repeats)]
         for hand, light in runs:
             print(
-                f"{case}: hand {hand:8.1f} rounds/s  lightsuite {light:8.1f} rounds/s  ratio {light / hand:.3f}"
+                f"{case}: hand {hand:8.1f} rounds/s  lightsuite {light:8.1f} rounds/s  "
+                f"ratio {light / hand:.3f}"
             )
         print(f"ratio {case} {statistics.median(light / hand for hand, light in runs):.3f}")
 

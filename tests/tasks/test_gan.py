@@ -61,7 +61,8 @@ def test_fast_dev_run_of_each_network_on_image_data(make_cfg, fid_cache, overrid
     metrics = train(make_cfg("train", digits(fid_cache, *extra)))
     assert all(torch.isfinite(torch.tensor(metrics[k])) for k in ("train/d_loss", "train/g_loss"))
     if "data=synthetic" not in overrides:
-        for key in ("val/fid", "val/fid_real", "val/class_confidence", "test/fid", "val/fid_classifier_acc"):
+        references = ("val/fid_real", "val/class_confidence_real", "val/fid_classifier_acc")
+        for key in ("val/fid", "val/class_confidence", "test/fid", *references):
             assert key in metrics, key
         assert 0 <= metrics["val/class_confidence"] <= 1 and metrics["val/fid"] > 0
 

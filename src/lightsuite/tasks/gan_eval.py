@@ -91,6 +91,8 @@ class GANEvaluation:
                 metrics.update(
                     fid=self._fid(),
                     confidence=ClassConfidence(num_classes).to(self.device),
+                    # the same judge on real images: what a perfect generator would score
+                    real_confidence=ClassConfidence(num_classes).to(self.device),
                     correct=0,
                     seen=0,
                 )
@@ -122,6 +124,7 @@ class GANEvaluation:
         if stage == "val" and self.reference is not None and self.reference_value is None:
             self.reference.update(real, real=True)
         _, logits = self.feature_net.features_and_logits(real)
+        metrics["real_confidence"].update(logits)
         metrics["correct"] += int((logits.argmax(1) == labels.to(self.device)).sum())
         metrics["seen"] += len(labels)
 
@@ -145,6 +148,7 @@ class GANEvaluation:
             fid.reset()
             confidence.reset()
             out["fid_classifier_acc"] = metrics["correct"] / metrics["seen"]
+            out["class_confidence_real"] = float(metrics["real_confidence"].compute()["class_confidence"])
             if stage == "val":
                 out.update(self._reference())
         return out
