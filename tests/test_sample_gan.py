@@ -50,7 +50,8 @@ def test_image_checkpoint_samples_an_array_in_tanh_range_and_a_grid(make_cfg, tm
     images = np.load(npy)
     assert images.shape == (10, 1, 8, 8) and images.min() >= -1 and images.max() <= 1
     sample(make_cfg("sample", [f"ckpt_path={ckpt}", "num_samples=16", f"output={png}"]))
-    assert np.asarray(Image.open(png)).shape == (4 * 9 + 1, 4 * 9 + 1, 3)  # 4x4 grid, 1-pixel gaps
+    # a 4x4 grid of digits enlarged 4x (32 pixels), 1-pixel gaps
+    assert np.asarray(Image.open(png)).shape == (4 * 33 + 1, 4 * 33 + 1, 3)
 
 
 def test_sample_errors_are_one_line(make_cfg, toy_ckpt, tmp_path):

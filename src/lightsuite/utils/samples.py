@@ -15,8 +15,15 @@ from torchvision.utils import make_grid
 
 
 def image_grid(images: Tensor, nrow: int | None = None) -> np.ndarray:
-    """(N, C, H, W) images in [-1, 1] as one (H', W', 3) uint8 grid, about square."""
+    """(N, C, H, W) images in [-1, 1] as one (H', W', 3) uint8 grid, about square.
+
+    Images smaller than 32 pixels are enlarged (nearest neighbour) to at least 32, so 8x8 digits
+    stay visible.
+    """
     images = images.detach().float().cpu().clamp(-1, 1).add(1).div(2)
+    scale = max(1, -(-32 // images.shape[-1]))
+    if scale > 1:
+        images = images.repeat_interleave(scale, dim=-1).repeat_interleave(scale, dim=-2)
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
     nrow = nrow or max(1, round(len(images) ** 0.5))
@@ -43,7 +50,7 @@ def scatter_plot(
     draw.line([(0, mid), (size, mid)], fill=(220, 220, 220))
     draw.line([(mid, 0), (mid, size)], fill=(220, 220, 220))
     for x, y in pixel(points).tolist():
-        draw.point((x, y), fill=(31, 119, 180))
+        draw.rectangle([x - 1, y - 1, x + 1, y + 1], fill=(31, 119, 180))
     if modes is not None:
         r = max(3.0, 3 * std / extent * (size - 1) / 2)
         for x, y in pixel(modes.float().cpu()).tolist():
