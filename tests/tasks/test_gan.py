@@ -197,7 +197,7 @@ def _user_error(fn) -> str:
     return str(err)
 
 
-def test_config_errors(make_cfg):
+def test_config_errors(make_cfg, tmp_path):
     def run(*overrides):
         return _user_error(lambda: prepare_run(make_cfg("train", [*TOY, *overrides])))
 
@@ -207,6 +207,9 @@ def test_config_errors(make_cfg):
     assert "ema_decay" in run("task.ema_decay=1.0")
     classifier = resnet20(input_shape=(1, 8, 8), num_classes=10)
     assert "GAN network" in _user_error(lambda: build(make_cfg("train", TOY).task, "task", net=classifier))
+    # Inception FID is an option only where torch-fidelity and its weights are present
+    inception = [*digits(tmp_path / "fid"), "debug=fdr", f"task.fid_inception_weights={tmp_path / 'none.pt'}"]
+    assert "fid_inception_weights" in _user_error(lambda: train(make_cfg("train", inception)))
     # an image GAN on standardized pixels would never match its tanh output
     fdr = [*FAST, "experiment=digits_dcgan", "data.pixels=standardized", "debug=fdr"]
     assert "data.pixels=symmetric" in _user_error(lambda: train(make_cfg("train", fdr)))

@@ -66,6 +66,7 @@ class GANTask(pl.LightningModule):
         fid_classifier_ckpt: str | None = None,
         fid_classifier_dir: str | None = None,
         fid_classifier_epochs: int = 10,
+        fid_inception_weights: str | None = None,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -119,6 +120,7 @@ class GANTask(pl.LightningModule):
             classifier_dir=fid_classifier_dir,
             classifier_epochs=fid_classifier_epochs,
             num_reference=num_eval_samples,
+            inception_weights=fid_inception_weights,
         )
         self._loss_sums: Tensor | None = None
         self._rounds = 0

@@ -37,8 +37,10 @@ class GANEvaluation:
         classifier_dir: str | None = None,
         classifier_epochs: int = 10,
         num_reference: int = 2000,
+        inception_weights: str | None = None,
     ) -> None:
         self.fid, self.classifier = fid, classifier or _default_classifier()
+        self.inception_weights = inception_weights
         self.classifier_ckpt, self.classifier_dir = classifier_ckpt, classifier_dir
         self.classifier_epochs, self.num_reference = classifier_epochs, num_reference
         self.modes: Tensor | None = None
@@ -67,6 +69,8 @@ class GANEvaluation:
             )
         if not self.fid or len(sample_shape) != 3:
             return
+        if self.inception_weights is not None:
+            _check_inception(self.inception_weights)
         if self.classifier_ckpt:
             net = load_fid_classifier(self.classifier_ckpt, sample_shape)
         else:
@@ -79,7 +83,16 @@ class GANEvaluation:
 
     def _fid(self) -> FrechetInceptionDistance:
         # real statistics are gathered once per stage and kept across resets; fakes are redrawn each time
-        return FrechetInceptionDistance(feature=self.feature_net, reset_real_features=False).to(self.device)
+        if self.inception_weights is None:
+            fid = FrechetInceptionDistance(feature=self.feature_net, reset_real_features=False)
+        else:
+            fid = _InceptionFID(
+                feature=2048,
+                normalize=True,
+                reset_real_features=False,
+                feature_extractor_weights_path=self.inception_weights,
+            )
+        return fid.to(self.device)
 
     def _stage(self, stage: str) -> dict[str, Any]:
         if stage not in self.stages:
@@ -159,3 +172,30 @@ class GANEvaluation:
             self.reference_value = float(ref.compute())
             self.reference = None  # its statistics are no longer needed
         return {} if self.reference_value is None else {"fid_real": self.reference_value}
+
+
+def _check_inception(weights: str) -> None:
+    """Inception FID needs torch-fidelity and its weights file; nothing here downloads them."""
+    import importlib.util
+    from pathlib import Path
+
+    if importlib.util.find_spec("torch_fidelity") is None:
+        raise ConfigError(
+            "task.fid_inception_weights is set but torch-fidelity is not installed: "
+            "pip install torch-fidelity (or set task.fid_inception_weights=null for the classifier FID)"
+        )
+    if not Path(weights).expanduser().is_file():
+        raise ConfigError(
+            f"task.fid_inception_weights={weights}: no such file; pass the path of torch-fidelity's "
+            "pt_inception-2015-12-05 weights"
+        )
+
+
+class _InceptionFID(FrechetInceptionDistance):
+    """Inception FID on the GAN's [-1, 1] images: rescaled to [0, 1], grey images given 3 channels."""
+
+    def update(self, imgs: Tensor, real: bool) -> None:
+        imgs = imgs.add(1).div(2).clamp(0, 1)
+        if imgs.shape[1] == 1:
+            imgs = imgs.expand(-1, 3, -1, -1)
+        super().update(imgs, real)
