@@ -15,7 +15,7 @@ from lightsuite import CONFIG_DIR
 from lightsuite.errors import ConfigError, DivergedError
 from lightsuite.train import train
 
-# the classifiers (GAN networks have their own task: tests/tasks/test_gan.py)
+# the classifiers (GAN networks have their own task: tests/tasks/test_gan_task.py)
 MODELS = sorted(
     p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml") if "models.gan." not in p.read_text()
 )
