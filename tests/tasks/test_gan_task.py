@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -175,7 +176,8 @@ def test_fid_classifier_is_cached_frozen_and_kept_out_of_the_checkpoint(make_cfg
     cached = list(fid_cache.glob("fid_DigitsDataModule_resnet20_*.pt"))
     assert len(cached) == 1
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
-    assert {k.split(".")[0] for k in ckpt["state_dict"]} == {"net", "fixed_noise"}
+    # G and D, the EMA copy of G (digits_dcgan has one) and the fixed noise: no classifier weights
+    assert {k.split(".")[0] for k in ckpt["state_dict"]} == {"net", "ema", "fixed_noise"}
     # a second task on the same data loads the cached classifier instead of training one
     mtime = cached[0].stat().st_mtime_ns
     datamodule, task = prepare_run(make_cfg("train", digits(fid_cache), run_dir=tmp_path / "again"))
@@ -207,6 +209,18 @@ def test_config_errors(make_cfg, tmp_path):
     assert "ema_decay" in run("task.ema_decay=1.0")
     classifier = resnet20(input_shape=(1, 8, 8), num_classes=10)
     assert "GAN network" in _user_error(lambda: build(make_cfg("train", TOY).task, "task", net=classifier))
+    # the default callbacks watch val/acc, which a GAN never logs: refused before training
+    plain = [
+        *FAST,
+        "task=gan",
+        "model=mlp_gan",
+        "data=gaussians",
+        "data.num_train=256",
+        "trainer.max_epochs=1",
+    ]
+    message = _user_error(lambda: train(make_cfg("train", plain)))
+    assert re.search(r"callbacks\.(model_checkpoint|early_stopping)\.monitor=val/acc is not logged", message)
+    assert "val/modes_covered, val/hq_ratio" in message
     # Inception FID is an option only where torch-fidelity and its weights are present
     inception = [*digits(tmp_path / "fid"), "debug=fdr", f"task.fid_inception_weights={tmp_path / 'none.pt'}"]
     assert "fid_inception_weights" in _user_error(lambda: train(make_cfg("train", inception)))

@@ -244,6 +244,23 @@ class GANTask(pl.LightningModule):
         self.evaluation.build(
             self.trainer.datamodule, self.net.sample_shape, self.trainer.strategy.root_device
         )
+        if stage == "fit" and not self.trainer.fast_dev_run:  # fast_dev_run skips those callbacks
+            self._check_monitors()
+
+    def _check_monitors(self) -> None:
+        """Fail before training when checkpointing or early stopping watch a metric this task never logs."""
+        logged = ["train/d_loss", "train/g_loss", *(f"val/{name}" for name in self.evaluation.metric_names())]
+        for callback in self.trainer.callbacks:
+            monitor = getattr(callback, "monitor", None)
+            key = {"ModelCheckpoint": "model_checkpoint", "EarlyStopping": "early_stopping"}.get(
+                type(callback).__name__
+            )
+            if key and monitor and monitor not in logged:
+                raise ConfigError(
+                    f"callbacks.{key}.monitor={monitor} is not logged by task=gan on this data; "
+                    "use a GAN experiment (experiment=gaussians_gan, digits_dcgan, ...) "
+                    f"or one of: {', '.join(logged)}"
+                )
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         if not self.trainer.sanity_checking:

@@ -141,6 +141,15 @@ class GANEvaluation:
         metrics["correct"] += int((logits.argmax(1) == labels.to(self.device)).sum())
         metrics["seen"] += len(labels)
 
+    def metric_names(self) -> list[str]:
+        """The names `compute` returns (without the stage), as far as known before any sample is drawn."""
+        if self.modes is not None:
+            return ["modes_covered", "hq_ratio"]
+        if self.feature_net is None:
+            return []
+        names = ["fid", "class_confidence", "class_share_min", "class_share_max"]
+        return [*names, "fid_classifier_acc", "class_confidence_real", "fid_real"]
+
     @torch.no_grad()
     def compute(self, stage: str, fake: Tensor, batch_size: int) -> dict[str, float]:
         """The stage's metrics of generated samples `fake` (then reset, real statistics kept)."""
