@@ -193,3 +193,17 @@ def test_val_size_that_leaves_no_training_data_is_a_config_error(make_cfg):
 def test_bad_loader_settings_are_config_errors(kwargs, key):
     with pytest.raises(ConfigError, match=key):
         DigitsDataModule(**kwargs)
+
+
+def test_symmetric_pixels_serve_gans_in_minus_one_to_one(make_cfg):
+    """`data.pixels=symmetric` maps [0, 1] onto [-1, 1]; the default stays standardized for classifiers."""
+    sym = ready(make_cfg, "data=digits", "data.pixels=symmetric", "data.augment=false")
+    std = ready(make_cfg, "data=digits", "data.augment=false")
+    raw, _ = next(iter(sym.val_dataloader()))
+    x = sym.transform_batch(raw, train=False)
+    assert torch.allclose(x, raw * 2 - 1)
+    assert x.min() == -1.0 and x.max() == 1.0
+    standardized = std.transform_batch(raw, train=False)
+    assert torch.allclose(standardized, (raw - std.mean.view(1, -1, 1, 1)) / std.std.view(1, -1, 1, 1))
+    with pytest.raises(ConfigError, match="standardized, symmetric"):
+        DigitsDataModule(pixels="tanh")

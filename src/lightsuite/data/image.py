@@ -65,6 +65,11 @@ def split_indices(n: int, val_size: int | float, seed: int) -> tuple[Tensor, Ten
     return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
+# "standardized": per-channel zero mean, unit variance (classifiers);
+# "symmetric": [0, 1] mapped to [-1, 1], the range of a tanh generator (GANs)
+PIXEL_SCALINGS = ("standardized", "symmetric")
+
+
 def to_unit_float(x: Tensor) -> Tensor:
     """uint8 pixels to [0, 1] floats; float pixels are taken as already scaled."""
     return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
@@ -105,8 +110,13 @@ class ImageDataModule(pl.LightningDataModule):
         augment: bool = True,
         num_workers: int = 0,
         download: bool = False,
+        pixels: str = "standardized",
     ) -> None:
         super().__init__()
+        if pixels not in PIXEL_SCALINGS:
+            raise ConfigError(
+                f"data.pixels={pixels!r} is not a scaling; choose one of: {', '.join(PIXEL_SCALINGS)}"
+            )
         if batch_size < 1:
             raise ConfigError(f"data.batch_size={batch_size} must be at least 1")
         if padding < 0:
@@ -121,6 +131,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.augment = augment
         self.num_workers = num_workers
         self.download = download
+        self.pixels = pixels
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -175,11 +186,18 @@ class ImageDataModule(pl.LightningDataModule):
         uint8 = images.dtype == torch.uint8
         if self._affine is None or self._affine[0].device != images.device or self._affine[2] != uint8:
             # (x / 255 - mean) / std as x * scale + shift: two ops on the batch instead of four
-            std = self.std.to(images.device).view(1, -1, 1, 1)
-            mean = self.mean.to(images.device).view(1, -1, 1, 1)
+            mean, std = (self.mean, self.std) if self.pixels == "standardized" else self._half
+            std = std.to(images.device).view(1, -1, 1, 1)
+            mean = mean.to(images.device).view(1, -1, 1, 1)
             self._affine = (1 / (std * 255 if uint8 else std), -mean / std, uint8)
         scale, shift, _ = self._affine
         return torch.addcmul(shift, images.float(), scale)
+
+    @property
+    def _half(self) -> tuple[Tensor, Tensor]:
+        """Mean and std of 0.5 per channel: (x - 0.5) / 0.5 maps [0, 1] onto [-1, 1]."""
+        half = torch.full((self.input_shape[0],), 0.5)
+        return half, half
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch

@@ -1,0 +1,148 @@
+"""GAN networks: a generator G (noise z -> sample) and a discriminator D (sample -> one score), as a pair.
+
+`mlp_gan` is the 2014 paper's kind (Goodfellow et al., arXiv 1406.2661) for vectors and small images;
+`dcgan` follows Radford et al. 2015 (strided convolutions, BatchNorm in G, LeakyReLU in D, no pooling),
+sized from the data's `input_shape` for 8x8, 28x28 and 32x32 images. D scores `pack` samples jointly
+(PacGAN, Lin et al. 2018) by taking them stacked along its first feature/channel axis.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from lightsuite.errors import ConfigError
+
+
+class GAN(nn.Module):
+    """A generator and a discriminator with what a task needs to drive them: the noise size and the shapes.
+
+    Outputs of G are in [-1, 1] for images (tanh) and unbounded for vectors; D returns raw scores
+    (logits), one per pack of `pack` samples.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        latent_dim: int,
+        sample_shape: Sequence[int],
+        pack: int,
+        num_classes: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = latent_dim
+        self.sample_shape = tuple(int(s) for s in sample_shape)
+        self.pack = pack
+        self.num_classes = num_classes
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Standard normal z for `n` samples, on the networks' device."""
+        device = next(self.generator.parameters()).device
+        return torch.randn(n, self.latent_dim, generator=generator, device=device)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.generator(z)
+
+
+def _check(name: str, value: int, minimum: int = 1) -> None:
+    if value < minimum:
+        raise ConfigError(f"model.{name}={value} must be >= {minimum}")
+
+
+def _mlp(sizes: Sequence[int], act: nn.Module) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(sizes):
+        layers += [nn.Linear(a, b), act]
+    return layers
+
+
+def mlp_gan(
+    input_shape: Sequence[int],
+    num_classes: int | None = None,
+    latent_dim: int = 2,
+    hidden_size: int = 128,
+    num_layers: int = 3,
+    pack: int = 1,
+) -> GAN:
+    """MLPs with `num_layers` hidden layers of `hidden_size` (ReLU in G, LeakyReLU 0.2 in D).
+
+    Images are flattened for D and reshaped after G (whose output then passes through tanh).
+    """
+    for name, value in (("latent_dim", latent_dim), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+        _check(name, value)
+    _check("pack", pack)
+    shape = tuple(int(s) for s in input_shape)
+    dim = math.prod(shape)
+    image = len(shape) == 3
+    hidden = [hidden_size] * num_layers
+    g_layers = [*_mlp([latent_dim, *hidden], nn.ReLU()), nn.Linear(hidden_size, dim)]
+    if image:
+        g_layers += [nn.Tanh(), nn.Unflatten(1, shape)]
+    d_layers = [nn.Flatten(), *_mlp([dim * pack, *hidden], nn.LeakyReLU(0.2)), nn.Linear(hidden_size, 1)]
+    return GAN(nn.Sequential(*g_layers), nn.Sequential(*d_layers), latent_dim, shape, pack, num_classes)
+
+
+# per input size: the side of G's first feature map and how many times it is doubled
+DCGAN_LAYOUTS = {8: (2, 2), 28: (7, 2), 32: (4, 3)}
+
+
+def dcgan(
+    input_shape: Sequence[int],
+    num_classes: int | None = None,
+    latent_dim: int = 100,
+    width: int = 64,
+    pack: int = 1,
+) -> GAN:
+    """DCGAN for 8x8, 28x28 or 32x32 images; `width` is D's first (and G's last hidden) channel count.
+
+    G: z -> linear to a (width * 2^(k-1)) x s x s map -> k stride-2 transposed convs halving the
+    channels (BatchNorm + ReLU between, tanh out). D mirrors it with stride-2 convs and LeakyReLU 0.2;
+    its normalisation is per sample (LayerNorm over channels and pixels, not BatchNorm), because
+    WGAN-GP's gradient penalty is defined per sample and PacGAN packs samples together.
+    """
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 3 or shape[1] != shape[2] or shape[1] not in DCGAN_LAYOUTS:
+        raise ConfigError(
+            f"model=dcgan takes square 8x8, 28x28 or 32x32 images, got input_shape={list(shape)}; "
+            "use model=mlp_gan for other shapes"
+        )
+    _check("latent_dim", latent_dim)
+    _check("width", width)
+    _check("pack", pack)
+    channels, size = shape[0], shape[1]
+    start, doublings = DCGAN_LAYOUTS[size]
+    widths = [width * 2**i for i in range(doublings)]  # D's widths, shallow to deep
+
+    g_layers: list[nn.Module] = [
+        nn.Linear(latent_dim, widths[-1] * start * start, bias=False),
+        nn.Unflatten(1, (widths[-1], start, start)),
+        nn.BatchNorm2d(widths[-1]),
+        nn.ReLU(),
+    ]
+    for c_in, c_out in zip(widths[::-1], [*widths[::-1][1:], channels], strict=True):
+        g_layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=c_out == channels))
+        if c_out != channels:
+            g_layers += [nn.BatchNorm2d(c_out), nn.ReLU()]
+    g_layers.append(nn.Tanh())
+
+    d_layers: list[nn.Module] = []
+    for i, (c_in, c_out) in enumerate(zip([channels * pack, *widths[:-1]], widths, strict=True)):
+        d_layers.append(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=i == 0))
+        if i > 0:
+            # LayerNorm-like per-sample normalisation keeps the gradient penalty well defined
+            d_layers.append(nn.GroupNorm(1, c_out))
+        d_layers.append(nn.LeakyReLU(0.2))
+    d_layers += [nn.Flatten(), nn.Linear(widths[-1] * start * start, 1)]
+
+    generator, discriminator = nn.Sequential(*g_layers), nn.Sequential(*d_layers)
+    for m in (*generator.modules(), *discriminator.modules()):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)  # the DCGAN paper's initialisation
+    return GAN(generator, discriminator, latent_dim, shape, pack, num_classes)
