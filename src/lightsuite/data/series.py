@@ -14,61 +14,16 @@ metrics are computed on the original scale.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
-from typing import Any
-
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from lightsuite.data.image import BatchIndices
+from lightsuite.data.batches import loader
 from lightsuite.errors import ConfigError
 
 STAGES = ("train", "val", "test")
-
-
-class DictBatches(Dataset):
-    """Equal-length tensors indexed a whole batch (or a list of batches) at a time."""
-
-    def __init__(self, tensors: dict[str, Tensor]) -> None:
-        self.tensors = tensors
-        self.size = len(next(iter(tensors.values())))
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __getitem__(self, index: Any) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        if isinstance(index, list):
-            return [self[i] for i in index]
-        return {key: value[index] for key, value in self.tensors.items()}
-
-
-class BatchGroups(BatchIndices):
-    """`BatchIndices` handed over `group` batches at a time (see tasks/sequence.py for why)."""
-
-    def __init__(self, size: int, batch_size: int, shuffle: bool, group: int) -> None:
-        super().__init__(size, batch_size, shuffle)
-        self.group = group
-
-    def __len__(self) -> int:
-        return math.ceil(super().__len__() / self.group)
-
-    def __iter__(self) -> Iterator[list[Tensor]]:
-        batches = list(super().__iter__())
-        return iter(batches[i : i + self.group] for i in range(0, len(batches), self.group))
-
-
-def loader(
-    tensors: dict[str, Tensor], batch_size: int, shuffle: bool = False, group: int | None = None
-) -> DataLoader:
-    """Batches of a dict of tensors; with `group`, lists of that many consecutive batches (training)."""
-    data = DictBatches(tensors)
-    if group is None:
-        return DataLoader(data, batch_size=None, sampler=BatchIndices(len(data), batch_size, shuffle))
-    return DataLoader(data, batch_size=None, sampler=BatchGroups(len(data), batch_size, shuffle, group))
 
 
 class SeriesTransform:
