@@ -100,12 +100,14 @@ class CSVSeriesDataModule(SeriesDataModule):
         numeric = pd.to_numeric(column, errors="coerce")
         if numeric.notna().all():
             return numeric
-        parsed = pd.to_datetime(column, errors="coerce")
+        parsed = pd.to_datetime(column, errors="coerce", format="mixed")
         if parsed.isna().any():
-            row = int(parsed.isna().to_numpy().argmax())
+            neither = (parsed.isna() & numeric.isna()).to_numpy()
+            row = int(neither.argmax() if neither.any() else parsed.isna().to_numpy().argmax())
+            what = "is neither a number nor a date" if neither.any() else "is a number among dates"
             raise ConfigError(
                 f"data.time_column={self.time_column!r}: {column.iloc[row]!r} (row {row + 2} of {self.path}) "
-                "is neither a number nor a date; fix the time column"
+                f"{what}; fix the time column"
             )
         return parsed
 

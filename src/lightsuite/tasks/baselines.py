@@ -96,7 +96,9 @@ def ets(
     from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
 
     seasonal = period if period > 1 and len(train) >= 2 * period + 2 else None
-    model = ExponentialSmoothing(train, trend=True, damped_trend=True, seasonal=seasonal)
+    model = ExponentialSmoothing(
+        train, trend=True, damped_trend=True, seasonal=seasonal, initialization_method="concentrated"
+    )
     fits.fits += 1
     results = _quiet(fits, lambda: model.fit(disp=False))
     if results is None:

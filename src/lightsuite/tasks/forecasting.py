@@ -98,7 +98,10 @@ class ForecastingTask(SequenceTask):
         datamodule = self.trainer.datamodule
         for metrics in (self.val_metrics, self.test_metrics):
             metrics["mase"].period = datamodule.period
-            metrics["mase"].set_scale(torch.from_numpy(datamodule.train_series()))
+            try:
+                metrics["mase"].set_scale(torch.from_numpy(datamodule.train_series()))
+            except ValueError as exc:
+                raise ConfigError(f"data.period={datamodule.period}: {exc}; check data.period") from exc
 
     def forward(self, x: Tensor, future: Tensor, horizon: int) -> Tensor:
         """Scaled forecasts (batch, horizon)."""
