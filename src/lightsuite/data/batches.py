@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -36,15 +37,27 @@ class DictBatches(Dataset):
 class BatchGroups(BatchIndices):
     """`BatchIndices` handed over `group` batches at a time (see tasks/sequence.py for why)."""
 
-    def __init__(self, size: int, batch_size: int, shuffle: bool, group: int) -> None:
+    def __init__(self, size: int, batch_size: int, shuffle: bool, group: int, seed: int) -> None:
         super().__init__(size, batch_size, shuffle)
-        self.group = group
+        self.group, self.seed = group, seed
+        self.epoch = 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Optimizer steps per epoch (`len` counts groups, which is what Lightning steps through)."""
+        return super().__len__()
 
     def __len__(self) -> int:
-        return math.ceil(super().__len__() / self.group)
+        return math.ceil(self.batches_per_epoch / self.group)
 
     def __iter__(self) -> Iterator[list[Tensor]]:
-        batches = list(super().__iter__())
+        # each epoch's order comes from (seed, epoch) alone: every DataLoader iterator (a validation
+        # run, too) draws from the global generator, so sharing it would tie the training order to
+        # how often validation runs, and with it to `batches_per_step`
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        order = torch.randperm(self.size, generator=generator) if self.shuffle else torch.arange(self.size)
+        batches = list(order.split(self.batch_size))
         return iter(batches[i : i + self.group] for i in range(0, len(batches), self.group))
 
 
@@ -55,4 +68,5 @@ def loader(
     data = DictBatches(tensors)
     if group is None:
         return DataLoader(data, batch_size=None, sampler=BatchIndices(len(data), batch_size, shuffle))
-    return DataLoader(data, batch_size=None, sampler=BatchGroups(len(data), batch_size, shuffle, group))
+    sampler = BatchGroups(len(data), batch_size, shuffle, group, seed=torch.initial_seed())
+    return DataLoader(data, batch_size=None, sampler=sampler)

@@ -100,7 +100,9 @@ class SequenceTask(pl.LightningModule):
                 "the lr schedule needs a finite run: set trainer.max_epochs or trainer.max_steps"
             )
         # with several batches per Lightning step, the estimate counts groups, not optimizer steps
-        total *= getattr(self.trainer.datamodule, "batches_per_step", 1)
+        sampler = getattr(self.trainer.train_dataloader, "sampler", None)
+        if hasattr(sampler, "batches_per_epoch"):
+            total = round(total * sampler.batches_per_epoch / len(sampler))
         if self.trainer.max_steps > 0:
             total = min(total, self.trainer.max_steps)
         scheduler = self.scheduler_factory(optimizer, total_steps=int(total))
