@@ -64,7 +64,7 @@ class HandLoop:
 
 
 class Interleave(pl.Callback):
-    """After each lightsuite step, time the hand loop on the same batches; the rest of the cycle is lightsuite's."""
+    """After each lightsuite step, time the hand loop on its batches; the rest is lightsuite's."""
 
     def __init__(self, hand: HandLoop, warmup: int) -> None:
         self.hand, self.warmup = hand, warmup
@@ -123,7 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--group", nargs="+", type=int, default=[1, 8], help="data.batches_per_step values")
-    parser.add_argument("--steps", type=int, default=0, help="optimizer steps per run (400 sunspots, 60 adding)")
+    parser.add_argument("--steps", type=int, default=0, help="optimizer steps (400 sunspots, 60 adding)")
     parser.add_argument("--warmup", type=int, default=2, help="lightsuite steps left out at the start")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
@@ -137,7 +137,8 @@ def main() -> None:
             runs = [run_pair(case, group, steps, args.warmup) for _ in range(args.repeats)]
             ratios = [light / hand for hand, light in runs]
             for hand, light in runs:
-                print(f"{case} k={group}: hand {hand:9.1f}/s  lightsuite {light:9.1f}/s  ratio {light / hand:.3f}")
+                rates = f"hand {hand:9.1f}/s  lightsuite {light:9.1f}/s"
+                print(f"{case} k={group}: {rates}  ratio {light / hand:.3f}")
             print(f"ratio {case}-k{group} {statistics.median(ratios):.3f}")
 
 

@@ -97,3 +97,16 @@ def test_grouped_training_batches_keep_the_order_of_single_batches():
     assert len(groups) == -(-len(singles) // 3) and len(flat) == len(singles)
     for g, (s,) in zip(flat, singles, strict=True):
         assert torch.equal(g["origin"], s["origin"])
+
+
+def test_each_epoch_shuffles_anew_from_the_seed_alone():
+    dm = KnownSeries(np.arange(200.0), lookback=4, horizon=1, batch_size=8, batches_per_step=2)
+    dm.setup()
+    torch.manual_seed(3)
+    loader = dm.train_dataloader()
+    first, second = ([b["origin"] for g in loader for b in g] for _ in range(2))
+    assert not torch.equal(torch.cat(first), torch.cat(second))
+    torch.rand(100)  # other draws from the global generator (a validation loader's seed) change nothing
+    torch.manual_seed(3)
+    again = [b["origin"] for g in dm.train_dataloader() for b in g]
+    assert torch.equal(torch.cat(again), torch.cat(first))
