@@ -40,6 +40,11 @@ def test_csv_series_in_time_order_with_a_covariate(tmp_path):
     assert dm.windows["train"]["x"].shape[-1] == 2 and dm.windows["test"]["future"].shape[-1] == 1
 
 
+def test_unset_keys_are_named():
+    with pytest.raises(ConfigError, match=r"data=csv needs data.path, data.period: e.g."):
+        CSVSeriesDataModule(time_column="month", target_column="value")
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(DataNotFoundError, match=r"data.path=.*no such file"):
         module(tmp_path / "nope.csv").setup()

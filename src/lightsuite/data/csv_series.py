@@ -21,10 +21,10 @@ class CSVSeriesDataModule(SeriesDataModule):
 
     def __init__(
         self,
-        path: str,
-        time_column: str,
-        target_column: str,
-        period: int,
+        path: str | None = None,
+        time_column: str | None = None,
+        target_column: str | None = None,
+        period: int | None = None,
         covariates: list[str] | None = None,
         interpolate: bool = False,
         lookback: int = 24,
@@ -38,6 +38,13 @@ class CSVSeriesDataModule(SeriesDataModule):
         recursive: bool = False,
         batches_per_step: int = 1,
     ) -> None:
+        given = {"path": path, "time_column": time_column, "target_column": target_column, "period": period}
+        unset = [key for key, value in given.items() if value is None]
+        if unset:
+            raise ConfigError(
+                f"data=csv needs {', '.join(f'data.{key}' for key in unset)}: e.g. data.path=my.csv "
+                "data.time_column=month data.target_column=value data.period=12"
+            )
         super().__init__(
             lookback=lookback,
             horizon=horizon,
