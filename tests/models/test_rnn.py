@@ -86,3 +86,13 @@ def test_language_model_predicts_every_step_and_carries_state():
 def test_bad_settings_are_config_errors(kwargs, key):
     with pytest.raises(ConfigError, match=key):
         RecurrentNet(**{"cell": "lstm", "output_size": 1, **kwargs})
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru", "lstm_equations"])
+def test_model_configs_build_with_series_and_text_net_kwargs(make_cfg, name):
+    from lightsuite.utils.runs import build
+
+    node = make_cfg("train", [f"model={name}"]).model
+    assert build(node, "model", input_size=3, output_size=11)(torch.randn(2, 5, 3))[0].shape == (2, 11)
+    lm = build(node, "model", vocab_size=98, output_size=98, per_step=True)
+    assert lm(torch.randint(0, 98, (2, 7)))[0].shape == (2, 7, 98)
