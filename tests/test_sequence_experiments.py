@@ -17,7 +17,7 @@ EXPERIMENTS = ["sunspots_lstm", "sunspots_gru", "sunspots_rnn", "chars_lstm", "a
 # small data so that a fast_dev_run stays a smoke test
 SMALL = {
     "sunspots": ["task.arima_max_order=[1,0,0]", "task.baselines=[naive,arima]", "task.plot=false"],
-    "chars": ["data.max_chars=40000", "model.hidden_size=16"],
+    "chars": ["data.max_chars=20000", "model.hidden_size=16"],
     "adding": ["data.num_train=256", "data.num_val=64", "data.num_test=64", "data.seq_len=20"],
 }
 

@@ -24,14 +24,12 @@ ADDING = [
 ]
 
 
-@pytest.mark.parametrize("scheduler", ["constant", "cosine"])
-def test_batches_per_step_gives_the_same_weights(make_cfg, tmp_path, scheduler):
+def test_batches_per_step_gives_the_same_weights(make_cfg, tmp_path):
+    """With a cosine schedule, so that the schedule's length must count optimizer steps too."""
     weights = {}
     for group in (1, 3):
         run = tmp_path / f"k{group}"
-        cfg = make_cfg(
-            "train", [*ADDING, f"data.batches_per_step={group}", f"task/scheduler={scheduler}"], run
-        )
+        cfg = make_cfg("train", [*ADDING, f"data.batches_per_step={group}", "task/scheduler=cosine"], run)
         metrics = train(cfg)
         ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
         weights[group] = (ckpt["state_dict"], ckpt["global_step"], metrics["train/loss_epoch"])
