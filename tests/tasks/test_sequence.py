@@ -38,3 +38,31 @@ def test_batches_per_step_gives_the_same_weights(make_cfg, tmp_path):
     assert loss1 == pytest.approx(loss3, rel=1e-6)
     for key, value in w1.items():
         torch.testing.assert_close(w3[key], value, rtol=1e-6, atol=1e-7)
+
+
+def test_backward_hooks_still_run_when_a_callback_has_them(make_cfg, tmp_path):
+    """The plain `loss.backward()` shortcut is taken only when no callback could notice it."""
+    import pytorch_lightning as pl
+
+    from lightsuite.utils.runs import build
+
+    class CountBackward(pl.Callback):
+        calls = 0
+
+        def on_after_backward(self, trainer, pl_module) -> None:
+            CountBackward.calls += 1
+
+    cfg = make_cfg("train", [*ADDING, "data.batches_per_step=3", "trainer.max_epochs=1"])
+    datamodule = build(cfg.data, "data")
+    task = build(cfg.task, "task", net=build(cfg.model, "model", **datamodule.net_kwargs))
+    trainer = pl.Trainer(
+        max_epochs=1,
+        callbacks=[CountBackward()],
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        enable_model_summary=False,
+    )
+    trainer.fit(task, datamodule=datamodule)
+    assert CountBackward.calls == trainer.global_step == 20
