@@ -40,3 +40,43 @@ class TopKAccuracy(Metric):
     def compute(self) -> dict[str, Tensor]:
         rates = self.hits.cumsum(0).float() / self.total.clamp(min=1)
         return {name: rates[k - 1] for name, k in zip(self.names, self.ks, strict=True)}
+
+
+class MeanAbsoluteScaledError(Metric):
+    """MASE (Hyndman & Koehler 2006): the forecast's MAE over the in-sample MAE of the seasonal naive.
+
+    The denominator is the mean |y_t - y_{t-period}| over the training series, set once with
+    `set_scale(train_series)`; a value below 1 beats the seasonal naive forecast's training error.
+    torchmetrics has no MASE, hence this class.
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(self, period: int = 1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if period < 1:
+            raise ValueError(f"period must be >= 1, got {period}")
+        self.period = period
+        self.scale: float | None = None
+        self.add_state("abs_error", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def set_scale(self, train_series: Tensor) -> None:
+        series = torch.as_tensor(train_series, dtype=torch.float64)
+        if len(series) <= self.period:
+            raise ValueError(f"MASE needs more than period={self.period} training values, got {len(series)}")
+        scale = (series[self.period :] - series[: -self.period]).abs().mean().item()
+        if scale == 0:
+            raise ValueError("MASE is undefined: the training series repeats itself exactly every period")
+        self.scale = scale
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        self.abs_error += (preds.double() - target.double()).abs().sum()
+        self.total += target.numel()
+
+    def compute(self) -> Tensor:
+        if self.scale is None:
+            raise RuntimeError("call set_scale(train_series) before computing MASE")
+        return self.abs_error / self.total.clamp(min=1) / self.scale
