@@ -42,7 +42,7 @@ def test_toy_checkpoint_samples_points_and_a_scatter_plot(make_cfg, toy_ckpt, tm
 def test_image_checkpoint_samples_an_array_in_tanh_range_and_a_grid(make_cfg, tmp_path):
     overrides = [*FAST, "experiment=digits_dcgan", "model.width=8", "task.fid=false", "trainer.max_epochs=1"]
     # without FID nothing is logged at validation to monitor
-    overrides += ["callbacks.early_stopping=null", "callbacks.model_checkpoint.monitor=null"]
+    overrides += ["callbacks.early_stopping=null", "callbacks.model_checkpoint=null"]
     train(make_cfg("train", [*overrides, "trainer.limit_train_batches=2"]))
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     npy, png = tmp_path / "digits.npy", tmp_path / "digits.png"

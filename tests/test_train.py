@@ -64,7 +64,7 @@ def test_eval_reports_the_test_accuracy_of_training(make_cfg, tmp_path):
 def test_eval_missing_checkpoint_is_a_config_error(make_cfg, tmp_path):
     from lightsuite.eval import evaluate
 
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(ConfigError, match="no such file"):
         evaluate(make_cfg("eval", [f"ckpt_path={tmp_path / 'nope.ckpt'}"]))
 
 
