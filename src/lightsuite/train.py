@@ -16,16 +16,18 @@ from omegaconf import DictConfig, OmegaConf
 from lightsuite import CONFIG_DIR
 from lightsuite.errors import exit_on_user_error
 from lightsuite.utils.checkpoints import RunRecord
+from lightsuite.utils.launch import prepare_launch
+from lightsuite.utils.resume import RandomStates, resume_checkpoint
 from lightsuite.utils.runs import (
     build,
     build_all,
     built_loggers,
-    check_launch,
     float_metrics,
     metric_value,
     prepare_run,
     save_metrics,
 )
+from lightsuite.utils.sweeps import keep_sweeping
 
 # in-memory tensor sets are batched by slicing: worker processes would only add overhead
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -39,15 +41,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = build_all(cfg.get("callbacks"), "callbacks")
     # every checkpoint carries its config, so it can be re-tested and sampled from on its own
     callbacks.append(RunRecord(OmegaConf.to_container(cfg, resolve=True), datamodule.net_kwargs))
+    callbacks.append(RandomStates())
 
     metrics: dict[str, float] = {}
     with built_loggers(cfg.get("logger")) as loggers:
         trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
-        check_launch(trainer)
+        prepare_launch(trainer)
         for lg in loggers:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if cfg.get("train", True):
-            trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            trainer.fit(task, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg))
             metrics.update(float_metrics(trainer.callback_metrics))
         if cfg.get("test", True):
             ckpt = cfg.get("ckpt_path") if not cfg.get("train", True) else _best_checkpoint(trainer)
@@ -67,6 +70,7 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@keep_sweeping
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns `optimized_metric` for sweepers."""
     with exit_on_user_error():
