@@ -83,10 +83,18 @@ class BatchIndices(DistributedSampler):
         return self.batch_size * self.num_replicas
 
     def __len__(self) -> int:
-        return len(self._batches())
+        # counted, not drawn: Lightning asks for lengths long before an epoch begins
+        full, tail = divmod(self.size, self.global_batch)
+        if tail == 0:
+            return full
+        if self.shuffle:
+            return full + (tail >= self.num_replicas)
+        return full + (tail // self.num_replicas + (self.rank < tail % self.num_replicas) > 0)
 
     def __iter__(self) -> Iterator[Tensor]:
-        return iter(self._batches())
+        # a generator: the order is drawn at the first batch, after Lightning's set_epoch (a resumed
+        # fit creates its first iterator before it restores the epoch and calls set_epoch)
+        yield from self._batches()
 
 
 class EvalShard(DistributedSampler):
@@ -198,7 +206,9 @@ class ImageDataModule(pl.LightningDataModule):
         if isinstance(dataset, TensorBatches):
             # the run's seed (seed_everything sets it) fixes each epoch's order
             sampler = BatchIndices(len(dataset), size, train, torch.initial_seed(), ranks, rank)
-            return DataLoader(dataset, sampler=sampler, batch_size=None)
+            # its own generator: creating an iterator then draws nothing from the global RNG, whose
+            # state a resumed run restores (utils/resume.py) and must find where it was left
+            return DataLoader(dataset, sampler=sampler, batch_size=None, generator=torch.Generator())
         return DataLoader(
             dataset,
             batch_size=size,
