@@ -12,6 +12,8 @@ import functools
 import json
 import math
 import os
+import secrets
+import string
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -73,9 +75,7 @@ def wandb_run_id(output_dir: str) -> str:
     path = Path(output_dir) / "wandb" / "run_id"
     if path.is_file():
         return path.read_text().strip()
-    import wandb
-
-    run_id = wandb.util.generate_id()
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(run_id + "\n")
     return run_id
