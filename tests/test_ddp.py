@@ -28,4 +28,3 @@ def test_ddp_two_cpu_ranks_shard_the_data(tmp_path):
     assert (run / "train_ddp_process_1.log").exists(), "the second rank never started"
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0.0 < metrics["test/acc"] <= 1.0
-

@@ -1,0 +1,1 @@
+"""LightningDataModules: each owns loading, splitting, scaling and augmentation of one data set."""

@@ -1,0 +1,1 @@
+"""Network definitions, one file per model family."""

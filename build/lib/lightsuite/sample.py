@@ -1,0 +1,67 @@
+"""`lightsuite-sample ckpt_path=...`: draw samples from a trained generative checkpoint, any family.
+
+lightsuite-sample ckpt_path=RUN/checkpoints/last.ckpt num_samples=64 output=grid.png   # a GAN
+lightsuite-sample ckpt_path=RUN/checkpoints/last.ckpt prompt="def " length=500         # a language model
+
+The checkpoint rebuilds its own network and task from the run record stored in it; the task
+decides what a sample is through its `sample_to(options)` method, so each family adds sampling
+without a second entry point.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from lightsuite import CONFIG_DIR
+from lightsuite.errors import ConfigError, exit_on_user_error
+from lightsuite.utils.checkpoints import checkpoint_record, load_checkpoint
+from lightsuite.utils.runs import build
+
+
+@runtime_checkable
+class Samples(Protocol):
+    """A task that can sample: writes or prints what `options` asks and returns a one-line summary."""
+
+    def sample_to(self, options: DictConfig) -> str: ...
+
+
+def load_task(ckpt_path: str, key: str = "ckpt_path") -> Any:
+    """The task of a lightsuite checkpoint, rebuilt from its run record, weights loaded, in eval mode."""
+    ckpt = load_checkpoint(ckpt_path, key)
+    record = checkpoint_record(ckpt, ckpt_path, key)
+    config = OmegaConf.create(record["config"])
+    net = build(config.model, "model", **record.get("net_kwargs", {}))
+    task = build(config.task, "task", net=net)
+    task.load_state_dict(ckpt["state_dict"], strict=False)
+    if hasattr(task, "on_load_checkpoint"):
+        task.on_load_checkpoint(ckpt)
+    return task.eval()
+
+
+def sample(cfg: DictConfig) -> str:
+    """Sample from `cfg.ckpt_path` as the options in `cfg` say; returns the summary line."""
+    task = load_task(cfg.ckpt_path)
+    if not isinstance(task, Samples):
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path} is a checkpoint of {type(task).__name__}, which does not sample; "
+            "lightsuite-sample takes checkpoints of generative tasks (task=gan, the character language model)"
+        )
+    if cfg.get("seed") is not None:
+        torch.manual_seed(cfg.seed)
+    with torch.inference_mode():
+        return task.sample_to(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sample")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point."""
+    with exit_on_user_error():
+        print(sample(cfg))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""LightningModules: one per family, each taking its network as an argument."""
