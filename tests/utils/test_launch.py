@@ -32,12 +32,12 @@ def _ranks(job_dir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((job_dir / "ranks").glob("rank*.json"))]
 
 
-def _assert_every_rank_trains_the_job(sweep: Path, n_jobs: int) -> list[dict]:
+def _assert_every_rank_trains_the_job(sweep: Path, n_jobs: int, failed: tuple[int, ...] = ()) -> list[dict]:
     """Each job dir holds both ranks' records, equal to each other and to the job's own config."""
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [p.name for p in jobs] == [str(i) for i in range(n_jobs)]
     seen = []
-    for job in jobs:
+    for i, job in enumerate(jobs):
         cfg = yaml.safe_load((job / "config.yaml").read_text())
         ranks = _ranks(job)
         assert [r["rank"] for r in ranks] == [0, 1], f"{job}: ranks {ranks}"
@@ -48,7 +48,7 @@ def _assert_every_rank_trains_the_job(sweep: Path, n_jobs: int) -> list[dict]:
             assert r["weight_decay"] == pytest.approx(cfg["task"]["optimizer"]["weight_decay"], rel=1e-12)
             # ranks x threads never oversubscribe the cores, even with OMP_NUM_THREADS set high
             assert r["threads"] * 2 <= max(cpu_count(), 2)
-        assert (job / "metrics.json").exists()
+        assert (job / "metrics.json").exists() == (i not in failed)
         seen.append(ranks[0])
     # nothing ran outside the sweep dir (a child re-running the sweep would write under outputs/)
     assert not (sweep.parent / "outputs").exists()
@@ -56,22 +56,24 @@ def _assert_every_rank_trains_the_job(sweep: Path, n_jobs: int) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_ddp_inside_a_two_job_multirun(tmp_path):
+def test_ddp_inside_a_two_job_multirun_whose_second_job_diverges(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli(
         "lightsuite.train",
         "-m",
         *TINY,
-        "seed=1,2",
+        "task.optimizer.lr=0.1,1e30",
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
         env={**ENV, "OMP_NUM_THREADS": "4"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = _assert_every_rank_trains_the_job(sweep, 2)
-    assert [r["seed"] for r in ranks] == [1, 2]
+    ranks = _assert_every_rank_trains_the_job(sweep, 2, failed=(1,))
+    assert [r["lr"] for r in ranks] == [0.1, 1e30]
+    # the diverged job failed alone: its ranks' errors did not take the sweep down
     summary = json.loads((sweep / "sweep_summary.json").read_text())
-    assert [job["status"] for job in summary["jobs"]] == ["completed", "completed"]
+    assert [job["status"] for job in summary["jobs"]] == ["completed", "failed"]
+    assert "train/loss became" in summary["jobs"][1]["error"]
     assert proc.stdout.strip().splitlines()[-1] == f"sweep summary: {sweep / 'sweep_summary.json'}"
 
 

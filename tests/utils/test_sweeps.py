@@ -147,3 +147,20 @@ def test_slurm_preset_asks_for_the_trainers_resources(tmp_path, monkeypatch):
     cpu = _sbatch(_launcher(["hydra/launcher=slurm", "trainer=ddp_cpu", "trainer.devices=3"]), tmp_path)
     assert "#SBATCH --ntasks-per-node=3" in cpu.splitlines()
     assert not any("gpus" in line for line in cpu.splitlines()), "a CPU job asked for GPUs"
+
+
+@pytest.mark.parametrize(("direction", "best_job"), [("maximize", 1), ("minimize", 2)])
+def test_summary_ranks_completed_jobs_in_the_objectives_direction(tmp_path, direction, best_job):
+    from lightsuite.utils.sweeps import STATUS_FILE, write_summary
+
+    jobs = [("completed", 0.5), ("completed", 0.9), ("completed", 0.2), ("failed", None), ("failed", 0.99)]
+    for num, (status, objective) in enumerate(jobs):
+        job_dir = tmp_path / str(num)
+        job_dir.mkdir()
+        record = {"job": num, "overrides": [f"seed={num}"], "status": status, "objective": objective}
+        (job_dir / STATUS_FILE).write_text(json.dumps({**record, "run_dir": str(job_dir), "error": None}))
+    summary = json.loads(write_summary(tmp_path, "val/acc_best", direction).read_text())
+    assert summary["best"]["job"] == best_job
+    assert (summary["completed"], summary["failed"]) == (3, 2)
+    rows = list(csv.DictReader((tmp_path / "sweep_summary.csv").open()))
+    assert [row["overrides"] for row in rows] == [f"seed={n}" for n in range(5)]

@@ -26,6 +26,8 @@ from omegaconf import OmegaConf, read_write
 # what Lightning's launcher writes into os.environ for the ranks it starts
 _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "OMP_NUM_THREADS")
 _saved: dict[str, Any] = {}
+# set for the extra ranks of a multirun job (see sweeps.keep_sweeping)
+SWEEP_RANK = "LIGHTSUITE_SWEEP_RANK"
 
 
 def gpus_per_node(accelerator: str, devices: Any) -> int | None:
@@ -73,7 +75,11 @@ def prepare_launch(trainer: pl.Trainer) -> None:
             os.environ["OMP_NUM_THREADS"] = str(threads)  # read by each child's torch at start-up
             torch.set_num_threads(threads)
         with single_job_command_line():
-            start_children()
+            os.environ[SWEEP_RANK] = "1" if in_multirun() else ""
+            try:
+                start_children()
+            finally:
+                os.environ.pop(SWEEP_RANK, None)
 
     launcher._call_children_scripts = start_children_of_this_job
 

@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lightsuite.errors import user_error
-from lightsuite.utils.launch import in_multirun, release_launch
+from lightsuite.utils.launch import SWEEP_RANK, in_multirun, release_launch
 
 STATUS_FILE = "job_status.json"
 SUMMARY = "sweep_summary"
@@ -43,6 +43,8 @@ def keep_sweeping(main: Callable[[DictConfig], float | None]) -> Callable[[DictC
     @functools.wraps(main)
     def job(cfg: DictConfig) -> float | None:
         _failure.clear()
+        if os.environ.get(SWEEP_RANK):
+            return _extra_rank(main, cfg)
         if not in_multirun():
             return main(cfg)
         try:
@@ -59,6 +61,18 @@ def keep_sweeping(main: Callable[[DictConfig], float | None]) -> Callable[[DictC
         return value
 
     return job
+
+
+def _extra_rank(main: Callable[[DictConfig], float | None], cfg: DictConfig) -> float | None:
+    """An extra DDP rank of a multirun job ends a user error with status 0: rank 0 hits the same
+    error (a diverged loss is synced over ranks) and records the job as failed, while a nonzero exit
+    here would make Lightning's process observer kill rank 0, and with it the whole sweep."""
+    try:
+        return main(cfg)
+    except SystemExit as exc:
+        if exc.code not in (0, None) and exc.__context__ is not None and user_error(exc.__context__):
+            raise SystemExit(0) from None
+        raise
 
 
 def sweep_id() -> str | None:
