@@ -56,24 +56,25 @@ def _assert_every_rank_trains_the_job(sweep: Path, n_jobs: int, failed: tuple[in
 
 
 @pytest.mark.slow
-def test_ddp_inside_a_two_job_multirun_whose_second_job_diverges(tmp_path):
+def test_ddp_inside_a_two_job_multirun_whose_first_job_diverges(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli(
         "lightsuite.train",
         "-m",
         *TINY,
-        "task.optimizer.lr=0.1,1e30",
+        # the failing job first: the sweep must outlive it by more than the observer's 5 s poll
+        "task.optimizer.lr=1e30,0.1",
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
         env={**ENV, "OMP_NUM_THREADS": "4"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = _assert_every_rank_trains_the_job(sweep, 2, failed=(1,))
-    assert [r["lr"] for r in ranks] == [0.1, 1e30]
+    ranks = _assert_every_rank_trains_the_job(sweep, 2, failed=(0,))
+    assert [r["lr"] for r in ranks] == [1e30, 0.1]
     # the diverged job failed alone: its ranks' errors did not take the sweep down
     summary = json.loads((sweep / "sweep_summary.json").read_text())
-    assert [job["status"] for job in summary["jobs"]] == ["completed", "failed"]
-    assert "train/loss became" in summary["jobs"][1]["error"]
+    assert [job["status"] for job in summary["jobs"]] == ["failed", "completed"]
+    assert "train/loss became" in summary["jobs"][0]["error"]
     assert proc.stdout.strip().splitlines()[-1] == f"sweep summary: {sweep / 'sweep_summary.json'}"
 
 
