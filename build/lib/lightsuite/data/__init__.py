@@ -1,1 +1,0 @@
-"""LightningDataModules: each owns loading, splitting, scaling and augmentation of one data set."""

@@ -1,1 +1,0 @@
-"""LightningModules: one per family, each taking its network as an argument."""
