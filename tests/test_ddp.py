@@ -30,20 +30,3 @@ def test_ddp_two_cpu_ranks_shard_the_data(tmp_path):
     assert (run / "train_ddp_process_1.log").exists(), "the second rank never started"
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0.0 < metrics["test/acc"] <= 1.0
-
-
-@pytest.mark.slow
-def test_script_launched_ddp_refused_inside_multirun(tmp_path):
-    proc = run_cli(
-        "lightsuite.train",
-        "-m",
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "debug=fdr",
-        "seed=1,2",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: DDP with Lightning's script launcher")
-    assert not list((tmp_path / "sweep").rglob("metrics.json"))

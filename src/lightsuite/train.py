@@ -19,17 +19,19 @@ from omegaconf import DictConfig, OmegaConf
 from lightsuite import CONFIG_DIR
 from lightsuite.errors import ConfigError, RunInterrupted, exit_on_user_error
 from lightsuite.utils.checkpoints import RunRecord, check_task, checkpoint_record, load_checkpoint
+from lightsuite.utils.launch import prepare_launch
+from lightsuite.utils.resume import RandomStates, resume_checkpoint
 from lightsuite.utils.runs import (
     build,
     build_all,
     built_loggers,
-    check_launch,
     float_metrics,
     metric_value,
     prepare_run,
     report_dry_run,
     save_metrics,
 )
+from lightsuite.utils.sweeps import keep_sweeping
 
 # in-memory tensor sets are batched by slicing: worker processes would only add overhead
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -48,21 +50,24 @@ def train(cfg: DictConfig) -> dict[str, float]:
         report_dry_run(cfg, task)
         return {}
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path:
-        check_resumable(cfg, ckpt_path)
+    # `ckpt_path`, or this run dir's own last.ckpt (a re-run or requeue of a killed job)
+    resume = resume_checkpoint(cfg) if cfg.get("train", True) else ckpt_path
+    if resume:
+        check_resumable(cfg, resume)
     callbacks = build_all(cfg.get("callbacks"), "callbacks")
     # every checkpoint carries its config, so it can be re-tested and sampled from on its own
     callbacks.append(RunRecord(OmegaConf.to_container(cfg, resolve=True), datamodule.net_kwargs))
+    callbacks.append(RandomStates())
 
     metrics: dict[str, float] = {}
     with built_loggers(cfg.get("logger")) as loggers:
         trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
-        check_launch(trainer)
+        prepare_launch(trainer)
         for lg in loggers:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if cfg.get("train", True):
             with interrupts_explained(trainer, cfg):
-                trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+                trainer.fit(task, datamodule=datamodule, ckpt_path=resume, weights_only=True)
             metrics.update(float_metrics(trainer.callback_metrics))
         if cfg.get("test", True):
             ckpt = ckpt_path if not cfg.get("train", True) else _best_checkpoint(trainer)
@@ -126,6 +131,7 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@keep_sweeping
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns `optimized_metric` for sweepers."""
     with exit_on_user_error():

@@ -32,7 +32,8 @@ def test_train_loader_covers_every_training_image_once_per_epoch_in_whole_batche
     assert len(loader) == math.ceil(n / 64) == 20
 
     epochs = []
-    for _ in range(2):
+    for epoch in range(2):
+        loader.sampler.set_epoch(epoch)  # Lightning's call at each epoch start
         batches = list(loader)
         assert [len(x) for x, _ in batches] == [64] * 19 + [n - 19 * 64]
         images = torch.cat([x for x, _ in batches])
@@ -44,6 +45,9 @@ def test_train_loader_covers_every_training_image_once_per_epoch_in_whole_batche
         epochs.append(keys(images))
     assert epochs[0] != keys(dm.train_set.images)
     assert epochs[0] != epochs[1]
+    # the order is a function of (seed, epoch): a resumed run sees the batches it would have seen
+    loader.sampler.set_epoch(0)
+    assert keys(torch.cat([x for x, _ in loader])) == epochs[0]
 
 
 def test_eval_loaders_keep_order_and_use_eval_batch_size(make_cfg):

@@ -7,7 +7,6 @@ tensor ops per batch.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lightsuite.data.augment import random_crop, random_hflip
 from lightsuite.errors import ConfigError
@@ -40,18 +39,75 @@ class TensorBatches(Dataset):
         return self.images[index], self.labels[index]
 
 
-class BatchIndices(Sampler[Tensor]):
-    """Index tensors of consecutive batches of a fresh permutation each epoch (or in order)."""
+class BatchIndices(DistributedSampler):
+    """Index tensors of this rank's share of each batch, in an order fixed by (seed, epoch).
 
-    def __init__(self, size: int, batch_size: int, shuffle: bool) -> None:
-        self.size, self.batch_size, self.shuffle = size, batch_size, shuffle
+    The order of an epoch depends only on the seed and the epoch number, never on the global RNG,
+    so a resumed run sees the same batches as one that never stopped. Under DDP each global batch
+    of `batch_size * num_replicas` is split between the ranks: 2 ranks x 64 see exactly the batches
+    of 1 rank x 128, and no sample is repeated to pad a rank (evaluation counts each sample once).
+    A DistributedSampler subclass, so that Lightning does not wrap it in its padding sampler.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        # no super().__init__(): it would query the process group; the rank is given here
+        self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
+        self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[Tensor]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed((self.seed + 1_000_003 * self.epoch) % 2**63)
+            order = torch.randperm(self.size, generator=generator)
+        else:
+            order = torch.arange(self.size)
+        batches = order.split(self.global_batch)
+        if self.shuffle:
+            # training ranks must take equal numbers of steps: drop a tail too short to reach every rank
+            batches = [batch for batch in batches if len(batch) >= self.num_replicas]
+        shares = [batch.tensor_split(self.num_replicas)[self.rank] for batch in batches]
+        return [share for share in shares if len(share)]
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.num_replicas
 
     def __len__(self) -> int:
-        return math.ceil(self.size / self.batch_size)
+        # counted, not drawn: Lightning asks for lengths long before an epoch begins
+        full, tail = divmod(self.size, self.global_batch)
+        if tail == 0:
+            return full
+        if self.shuffle:
+            return full + (tail >= self.num_replicas)
+        return full + (tail // self.num_replicas + (self.rank < tail % self.num_replicas) > 0)
 
     def __iter__(self) -> Iterator[Tensor]:
-        order = torch.randperm(self.size) if self.shuffle else torch.arange(self.size)
-        return iter(order.split(self.batch_size))
+        # a generator: the order is drawn at the first batch, after Lightning's set_epoch (a resumed
+        # fit creates its first iterator before it restores the epoch and calls set_epoch)
+        yield from self._batches()
+
+
+class EvalShard(DistributedSampler):
+    """This rank's samples of an evaluation set, strided and unpadded, so DDP counts each once."""
+
+    def __init__(self, size: int, num_replicas: int, rank: int) -> None:
+        self.size, self.num_replicas, self.rank, self.epoch = size, num_replicas, rank, 0
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.size, self.num_replicas))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.size, self.num_replicas))
 
 
 def split_indices(n: int, val_size: int | float, seed: int) -> tuple[Tensor, Tensor]:
@@ -156,13 +212,19 @@ class ImageDataModule(pl.LightningDataModule):
         if dataset is None:
             raise RuntimeError("setup() must run before the loaders are asked for")
         size = self.batch_size if train else self.eval_batch_size
+        trainer = self.trainer
+        ranks, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         if isinstance(dataset, TensorBatches):
-            return DataLoader(
-                dataset, sampler=BatchIndices(len(dataset), size, shuffle=train), batch_size=None
-            )
+            # the run's seed (seed_everything sets it) fixes each epoch's order
+            sampler = BatchIndices(len(dataset), size, train, torch.initial_seed(), ranks, rank)
+            # its own generator: creating an iterator then draws nothing from the global RNG, whose
+            # state a resumed run restores (utils/resume.py) and must find where it was left
+            return DataLoader(dataset, sampler=sampler, batch_size=None, generator=torch.Generator())
         return DataLoader(
             dataset,
             batch_size=size,
+            # Lightning's distributed sampler pads evaluation sets by repeating samples
+            sampler=None if train or ranks == 1 else EvalShard(len(dataset), ranks, rank),
             shuffle=train,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -56,6 +56,8 @@ class ClassificationTask(pl.LightningModule):
         self.train_acc, self.val_acc, self.test_acc = TopKAccuracy(ks), TopKAccuracy(ks), TopKAccuracy(ks)
         # NaNs must survive the mean so that a diverged run is noticed, not averaged away
         self.train_loss = MeanMetric(nan_strategy="disable")
+        # sample-weighted means, summed over DDP ranks: exact whatever the ranks' shard sizes
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         # kept in checkpoints, so that a resumed run still knows its best epoch
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)
@@ -109,7 +111,8 @@ class ClassificationTask(pl.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, logits, y = self._step(batch)
         self.val_acc.update(logits, y)
-        self.log("val/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
+        self.val_loss.update(loss, weight=len(y))
+        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True)
 
     def on_validation_epoch_end(self) -> None:
         metrics = _prefixed("val", self.val_acc.compute())
@@ -123,7 +126,8 @@ class ClassificationTask(pl.LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, logits, y = self._step(batch)
         self.test_acc.update(logits, y)
-        self.log("test/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
+        self.test_loss.update(loss, weight=len(y))
+        self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(_prefixed("test", self.test_acc.compute()), sync_dist=True)

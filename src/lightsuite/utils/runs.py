@@ -12,9 +12,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, WandbLogger
@@ -103,23 +101,6 @@ def save_config(cfg: DictConfig, output_dir: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
     return path
-
-
-def check_launch(trainer: pl.Trainer) -> None:
-    """Refuse Lightning's script-relaunching DDP inside a Hydra multirun.
-
-    That launcher starts each extra rank by re-running `sys.argv`; under `-m` every rank would
-    re-run the whole sweep. Launchers that start ranks themselves (torchrun, SLURM) are fine.
-    """
-    from pytorch_lightning.strategies.launchers import _SubprocessScriptLauncher
-
-    if not isinstance(getattr(trainer.strategy, "launcher", None), _SubprocessScriptLauncher):
-        return
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        raise ConfigError(
-            "DDP with Lightning's script launcher cannot run inside a multirun (-m): each rank would "
-            "re-run the whole sweep; run the jobs one at a time, or start ranks with torchrun or SLURM"
-        )
 
 
 def float_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -1,0 +1,205 @@
+"""Jobs of a sweep that fail without ending it, and the sweep's summary (`sweep_summary.json`/`.csv`).
+
+Each job writes `job_status.json` into its own dir when it ends (in the job's process, so this also
+works when submitit runs jobs elsewhere); the summary is rebuilt from those files after every job
+and once more when the sweep ends.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import math
+import os
+import secrets
+import string
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from lightsuite.errors import user_error
+from lightsuite.utils.launch import SWEEP_RANK, in_multirun, release_launch
+
+STATUS_FILE = "job_status.json"
+SUMMARY = "sweep_summary"
+_failure: dict[str, str] = {}
+
+
+def keep_sweeping(main: Callable[[DictConfig], float | None]) -> Callable[[DictConfig], float | None]:
+    """Under `-m`, a job's user error or non-finite objective fails that job only.
+
+    The entry point turns user errors into `SystemExit(1)`, which Hydra's job runner does not catch:
+    one bad trial would end the whole sweep. Here the job returns None instead (Optuna records the
+    trial as failed, as it does for a NaN it could not rank) and `job_status.json` says why.
+    """
+
+    @functools.wraps(main)
+    def job(cfg: DictConfig) -> float | None:
+        _failure.clear()
+        if os.environ.get(SWEEP_RANK):
+            return _extra_rank(main, cfg)
+        if not in_multirun():
+            return main(cfg)
+        try:
+            value = main(cfg)
+        except SystemExit as exc:
+            if exc.code in (0, None):
+                raise
+            err = user_error(exc.__context__) if exc.__context__ is not None else None
+            _failure["error"] = str(err or exc.__context__ or f"exit status {exc.code}")
+            return None
+        if value is not None and not math.isfinite(value):
+            _failure["error"] = f"{cfg.get('optimized_metric')} is {value}"
+            return None
+        return value
+
+    return job
+
+
+def _extra_rank(main: Callable[[DictConfig], float | None], cfg: DictConfig) -> float | None:
+    """An extra DDP rank of a multirun job ends a user error with status 0: rank 0 hits the same
+    error (a diverged loss is synced over ranks) and records the job as failed, while a nonzero exit
+    here would make Lightning's process observer kill rank 0, and with it the whole sweep."""
+    try:
+        return main(cfg)
+    except SystemExit as exc:
+        if exc.code not in (0, None) and exc.__context__ is not None and user_error(exc.__context__):
+            raise SystemExit(0) from None
+        raise
+
+
+def sweep_id() -> str | None:
+    """The id that groups a multirun's jobs (on W&B): its sweep dir's last two parts; None for one run."""
+    if not in_multirun():
+        return None
+    parts = Path(str(HydraConfig.get().sweep.dir)).resolve().parts
+    return "/".join(parts[-2:])
+
+
+def wandb_run_id(output_dir: str) -> str:
+    """This run dir's W&B run id, created once and kept in `wandb/run_id`, so a resumed job
+    (auto-resume, a requeue) continues its own W&B run instead of starting a second one."""
+    path = Path(output_dir) / "wandb" / "run_id"
+    if path.is_file():
+        return path.read_text().strip()
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(run_id + "\n")
+    return run_id
+
+
+OmegaConf.register_new_resolver("sweep_id", sweep_id, replace=True)
+OmegaConf.register_new_resolver("wandb_run_id", wandb_run_id, replace=True)
+
+
+def _rank_zero() -> bool:
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def _read_metrics(run_dir: Path) -> dict[str, float | None]:
+    path = run_dir / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+class RunReport(Callback):
+    """Hydra callback: one closing line per run, a status file per job, the sweep's summary.
+
+    Also ends each job's DDP (`release_launch`), so the next job of a sweep starts clean.
+    """
+
+    def __init__(self, headline: list[str] | None = None) -> None:
+        self.headline = list(headline or [])
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        release_launch()
+        if not _rank_zero() or job_return.hydra_cfg is None:
+            return
+        hydra_cfg = job_return.hydra_cfg.hydra
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+        metrics = _read_metrics(run_dir)
+        objective_name = config.get("optimized_metric")
+        objective = metrics.get(objective_name) if objective_name else None
+        status = "completed" if job_return.status == JobStatus.COMPLETED else "failed"
+        error = _failure.get("error")
+        if job_return.status == JobStatus.FAILED:
+            error = str(job_return._return_value).splitlines()[0] if job_return._return_value else "failed"
+        if error is not None:
+            status = "failed"
+        if objective is not None and not math.isfinite(objective):
+            objective = None
+        keys = [k for k in [objective_name, *self.headline] if k and metrics.get(k) is not None]
+        shown = "  ".join(f"{k}={metrics[k]:.4g}" for k in dict.fromkeys(keys))
+        print(f"run dir: {run_dir}  {shown or status}", file=sys.stderr if error else sys.stdout)
+        if hydra_cfg.mode.name != "MULTIRUN":
+            return
+        record = {
+            "job": int(hydra_cfg.job.num),
+            "overrides": list(hydra_cfg.overrides.task),
+            "status": status,
+            "objective": objective,
+            "run_dir": str(run_dir),
+            "error": error,
+        }
+        _atomic_write(run_dir / STATUS_FILE, json.dumps(record, indent=2) + "\n")
+        write_summary(Path(hydra_cfg.sweep.dir), objective_name, _direction(config))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        path = write_summary(Path(config.hydra.sweep.dir), config.get("optimized_metric"), _direction(config))
+        print(f"sweep summary: {path}")
+
+
+def _direction(config: DictConfig) -> str:
+    """The Optuna preset's direction; otherwise the best checkpoint's mode (both follow the objective)."""
+    direction = OmegaConf.select(config, "hydra.sweeper.direction", default=None)
+    if isinstance(direction, ListConfig | list):
+        direction = direction[0]
+    if direction is None:
+        mode = OmegaConf.select(config, "callbacks.model_checkpoint.mode", default="max")
+        return "minimize" if mode == "min" else "maximize"
+    return str(getattr(direction, "name", direction))
+
+
+def write_summary(sweep_dir: Path, objective: str | None, direction: str = "maximize") -> Path:
+    """Collect every job's `job_status.json` under `sweep_dir` into `sweep_summary.json` and `.csv`."""
+    jobs = []
+    for path in sorted(sweep_dir.glob(f"*/{STATUS_FILE}")):
+        try:
+            jobs.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):  # a job writing right now
+            continue
+    jobs.sort(key=lambda job: job["job"])
+    ranked = [job for job in jobs if job["status"] == "completed" and job["objective"] is not None]
+    pick = max if direction == "maximize" else min
+    best = pick(ranked, key=lambda job: job["objective"]) if ranked else None
+    summary = {
+        "sweep_dir": str(sweep_dir),
+        "objective": objective,
+        "direction": direction,
+        "completed": sum(job["status"] == "completed" for job in jobs),
+        "failed": sum(job["status"] == "failed" for job in jobs),
+        "best": best,
+        "jobs": jobs,
+    }
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(sweep_dir / f"{SUMMARY}.json", json.dumps(summary, indent=2) + "\n")
+    rows = [{**job, "overrides": " ".join(job["overrides"])} for job in jobs]
+    tmp = sweep_dir / f"{SUMMARY}.csv.tmp"
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, ["job", "status", "objective", "overrides", "run_dir", "error"])
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(sweep_dir / f"{SUMMARY}.csv")
+    return sweep_dir / f"{SUMMARY}.json"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,166 @@
+"""Sweeps that survive failing trials, their summaries, and submitit's local and SLURM launchers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+import submitit
+from conftest import FAST, run_cli
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+import lightsuite.utils.launch  # noqa: F401  (registers the gpus_per_node resolver)
+from lightsuite import CONFIG_DIR
+
+HERE = Path(__file__).parent
+TINY = [
+    *FAST,
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "+trainer.num_sanity_val_steps=0",
+]
+ENV = {"OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.slow
+def test_optuna_sweep_records_failed_trials_and_goes_on(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "lightsuite.train",
+        f"--config-dir={HERE / 'user_conf'}",
+        "hparams_search=flaky",
+        *TINY,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        env=ENV,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    jobs = summary["jobs"]
+    assert [job["job"] for job in jobs] == [0, 1, 2, 3], "a failed trial ended the sweep"
+    failed = [job for job in jobs if job["status"] == "failed"]
+    done = [job for job in jobs if job["status"] == "completed"]
+    assert failed and done, jobs
+    for job in failed:
+        assert "task.label_smoothing=2.0" in job["overrides"]
+        assert job["objective"] is None and "task.label_smoothing=2.0 must be in [0, 1)" in job["error"]
+        assert not (Path(job["run_dir"]) / "metrics.json").exists()
+    for job in done:
+        metrics = json.loads((Path(job["run_dir"]) / "metrics.json").read_text())
+        assert job["objective"] == metrics["val/acc_best"]
+    assert summary["best"] == max(done, key=lambda job: job["objective"])
+    assert (summary["completed"], summary["failed"]) == (len(done), len(failed))
+    rows = list(csv.DictReader((sweep / "sweep_summary.csv").open()))
+    assert [row["status"] for row in rows] == [job["status"] for job in jobs]
+    assert proc.stdout.strip().splitlines()[-1] == f"sweep summary: {sweep / 'sweep_summary.json'}"
+
+
+def test_unknown_search_preset_lists_the_valid_ones(tmp_path):
+    proc = run_cli("lightsuite.train", "hparams_search=nope", cwd=tmp_path, env=ENV)
+    assert proc.returncode == 1
+    assert "digits_resnet" in proc.stderr
+
+
+@pytest.mark.slow
+def test_multirun_through_submitit_local_launcher(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "lightsuite.train",
+        "-m",
+        "hydra/launcher=local",
+        "seed=1,2",
+        *TINY,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        env=ENV,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for job in ("0", "1"):
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        assert 0.0 <= metrics["test/acc"] <= 1.0
+    # the jobs ran in submitit's own processes, with their logs in the sweep dir
+    assert list((sweep / ".submitit").rglob("*_result.pkl"))
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert [job["status"] for job in summary["jobs"]] == ["completed", "completed"]
+
+
+def _launcher(overrides: list[str]) -> dict:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    return OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+
+
+def _sbatch(params: dict, folder: Path) -> str:
+    """The sbatch script submitit would submit for these launcher params (the plugin's mapping)."""
+    executor = submitit.AutoExecutor(cluster="slurm", folder=folder, slurm_max_num_timeout=3)
+    base = {"submitit_folder", "max_num_timeout", "_target_", "stderr_to_stdout"}
+    common = {"timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node", "mem_gb", "nodes", "name"}
+    executor.update_parameters(
+        **{
+            k if k in common else f"slurm_{k}": v
+            for k, v in params.items()
+            if k not in base | {"stderr_to_stdout"}
+        }
+    )
+    return executor._executor._make_submission_file_text("python -c pass", "uid")
+
+
+def test_slurm_preset_asks_for_the_trainers_resources(tmp_path, monkeypatch):
+    # submitit's SLURM executor only checks that `srun` exists; the sbatch text is submitit's own
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    params = _launcher(
+        [
+            "hydra/launcher=slurm",
+            "trainer=ddp",
+            "trainer.accelerator=gpu",
+            "trainer.devices=4",
+            "trainer.num_nodes=2",
+            "hydra.launcher.partition=gpu",
+            "hydra.launcher.timeout_min=90",
+            "hydra.launcher.account=proj42",
+        ]
+    )
+    script = _sbatch(params, tmp_path)
+    for line in (
+        "#SBATCH --nodes=2",
+        "#SBATCH --ntasks-per-node=4",
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --time=90",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=proj42",
+    ):
+        assert line in script.splitlines(), f"{line} missing from:\n{script}"
+
+    cpu = _sbatch(_launcher(["hydra/launcher=slurm", "trainer=ddp_cpu", "trainer.devices=3"]), tmp_path)
+    assert "#SBATCH --ntasks-per-node=3" in cpu.splitlines()
+    assert not any("gpus" in line for line in cpu.splitlines()), "a CPU job asked for GPUs"
+
+
+@pytest.mark.parametrize(("direction", "best_job"), [("maximize", 1), ("minimize", 2)])
+def test_summary_ranks_completed_jobs_in_the_objectives_direction(tmp_path, direction, best_job):
+    from lightsuite.utils.sweeps import STATUS_FILE, write_summary
+
+    jobs = [("completed", 0.5), ("completed", 0.9), ("completed", 0.2), ("failed", None), ("failed", 0.99)]
+    for num, (status, objective) in enumerate(jobs):
+        job_dir = tmp_path / str(num)
+        job_dir.mkdir()
+        record = {"job": num, "overrides": [f"seed={num}"], "status": status, "objective": objective}
+        (job_dir / STATUS_FILE).write_text(json.dumps({**record, "run_dir": str(job_dir), "error": None}))
+    summary = json.loads(write_summary(tmp_path, "val/acc_best", direction).read_text())
+    assert summary["best"]["job"] == best_job
+    assert (summary["completed"], summary["failed"]) == (3, 2)
+    rows = list(csv.DictReader((tmp_path / "sweep_summary.csv").open()))
+    assert [row["overrides"] for row in rows] == [f"seed={n}" for n in range(5)]

@@ -1,0 +1,112 @@
+"""W&B runs of a sweep: one run per job, grouped by sweep, continued after a resume; MLflow optional."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FAST, run_cli
+from wandb_records import read_records
+
+from lightsuite.train import train
+
+TINY = [
+    *FAST,
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "+trainer.num_sanity_val_steps=0",
+]
+
+
+def _run_file(job_dir: Path) -> list:
+    (path,) = (job_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    return read_records(path)
+
+
+def _finished_records(path: Path, timeout: float = 60) -> list:
+    """The run file's records once W&B's service has written them out (it may lag `wandb.finish`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = read_records(path)
+        kinds = {r.WhichOneof("record_type") for r in records}
+        if {"run", "exit"} <= kinds or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
+def _of(records: list, kind: str) -> list:
+    return [getattr(r, kind) for r in records if r.WhichOneof("record_type") == kind]
+
+
+def _config(records: list) -> dict:
+    out = {}
+    for config in _of(records, "config"):
+        for item in config.update:
+            key = item.key or "/".join(item.nested_key)
+            out[key] = json.loads(item.value_json)
+    return out
+
+
+def _summary(records: list) -> dict:
+    out = {}
+    for summary in _of(records, "summary"):
+        for item in summary.update:
+            out[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return out
+
+
+@pytest.mark.slow
+def test_offline_multirun_gives_one_wandb_run_per_job_in_one_group(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "lightsuite.train",
+        "-m",
+        "logger=wandb",
+        "seed=1,2",
+        *TINY,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        env={"OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = []
+    for job, seed in (("0", 1), ("1", 2)):
+        records = _run_file(sweep / job)
+        (run,) = _of(records, "run")
+        config, summary = _config(records), _summary(records)
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        assert config["seed"] == seed
+        assert summary["test/acc"] == pytest.approx(metrics["test/acc"])
+        # the job closed its run (an exit record), failed or not, before the next job began
+        assert _of(records, "exit"), f"job {job}'s run was never finished"
+        runs.append(run)
+    assert runs[0].run_id != runs[1].run_id
+    assert runs[0].run_group == runs[1].run_group == "/".join(sweep.resolve().parts[-2:])
+
+
+def test_resumed_job_continues_its_wandb_run(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    train(make_cfg("train", [*TINY, "logger=wandb"]))
+    # the same run dir again: auto-resume from last.ckpt, and the same W&B run id
+    train(make_cfg("train", [*TINY, "logger=wandb"]))
+    files = sorted((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 2
+    records = [_finished_records(f) for f in files]
+    ids = {_of(r, "run")[0].run_id for r in records}
+    assert len(ids) == 1
+    assert ids == {(tmp_path / "run" / "wandb" / "run_id").read_text().strip()}
+    assert _of(records[0], "run")[0].run_group == ""  # a single run has no sweep group
+
+
+def test_mlflow_logger_writes_a_local_store(make_cfg, tmp_path):
+    pytest.importorskip(
+        "mlflow", reason="logger=mlflow needs the optional extra: pip install 'lightsuite[mlflow]'"
+    )
+    metrics = train(make_cfg("train", [*TINY, "logger=mlflow"]))
+    files = list((tmp_path / "run" / "mlruns").rglob("metrics/test/acc"))
+    assert files and float(files[0].read_text().split()[1]) == pytest.approx(metrics["test/acc"])
