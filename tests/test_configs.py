@@ -107,3 +107,30 @@ def test_bad_value_is_a_config_error_naming_the_group(make_cfg):
 def test_eval_config_composes(make_cfg):
     cfg = make_cfg("eval", ["ckpt_path=x.ckpt"])
     assert cfg.ckpt_path == "x.ckpt" and cfg.task_name == "eval"
+
+
+SEARCHES = sorted(p.stem for p in (CONF / "hparams_search").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("search", SEARCHES)
+def test_search_presets_search_keys_that_exist_in_the_direction_of_their_checkpoint(make_cfg, search):
+    """Every searched key is a real config key (Optuna overrides it) and the search direction
+    agrees with the best checkpoint's mode, so the best trial and the tested weights agree."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[f"hparams_search={search}"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.max_failure_rate == 1.0
+    for key in sweeper.params:
+        assert OmegaConf.select(cfg, key, default="<absent>") != "<absent>", f"{search}: {key} is not a key"
+    # the objective is the monitored metric, or its best value so far (`val/acc_best`)
+    assert cfg.optimized_metric in (
+        cfg.callbacks.model_checkpoint.monitor,
+        cfg.callbacks.model_checkpoint.monitor + "_best",
+    )
+    expected = {"maximize": "max", "minimize": "min"}[sweeper.direction]
+    assert cfg.callbacks.model_checkpoint.mode == expected
