@@ -34,7 +34,8 @@ def _wrong(value):
     if isinstance(value, str):
         return 12345
     if isinstance(value, list):
-        return ["abc", "def"] if all(isinstance(v, int | float) for v in value) else [[1], [2]]
+        numbers = value and all(isinstance(v, int | float) for v in value)
+        return ["abc", "def"] if numbers else [[1], [2]]
     return None
 
 

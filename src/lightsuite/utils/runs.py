@@ -23,6 +23,7 @@ from rich.tree import Tree
 
 from lightsuite.errors import ConfigError, user_error
 from lightsuite.utils.checks import check_config
+from lightsuite.utils.sweeps import keep_wandb_run_id
 
 
 def build(node: DictConfig | None, name: str, **kwargs: Any) -> Any:
@@ -155,6 +156,9 @@ def built_loggers(node: DictConfig | None) -> Iterator[list[Logger]]:
     """
     mode = os.environ.get("WANDB_MODE")
     loggers = build_all(node, "logger")
+    for lg in loggers:
+        if isinstance(lg, WandbLogger) and lg.save_dir:
+            keep_wandb_run_id(lg.save_dir)
     try:
         yield loggers
     finally:

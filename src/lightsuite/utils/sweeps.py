@@ -83,16 +83,30 @@ def sweep_id() -> str | None:
     return "/".join(parts[-2:])
 
 
+_NEW_RUN_IDS: dict[str, str] = {}
+
+
 def wandb_run_id(output_dir: str) -> str:
     """This run dir's W&B run id, created once and kept in `wandb/run_id`, so a resumed job
-    (auto-resume, a requeue) continues its own W&B run instead of starting a second one."""
+    (auto-resume, a requeue) continues its own W&B run instead of starting a second one.
+
+    Resolving the config writes nothing (config checks and dry runs resolve it too): a new id is
+    remembered here and written by `keep_wandb_run_id` when the logger is really built.
+    """
     path = Path(output_dir) / "wandb" / "run_id"
     if path.is_file():
         return path.read_text().strip()
-    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(run_id + "\n")
-    return run_id
+    alphabet = string.ascii_lowercase + string.digits
+    return _NEW_RUN_IDS.setdefault(str(output_dir), "".join(secrets.choice(alphabet) for _ in range(8)))
+
+
+def keep_wandb_run_id(output_dir: str | os.PathLike) -> None:
+    """Write the id handed out for `output_dir`, so that a later resume of this run finds it."""
+    run_id = _NEW_RUN_IDS.pop(str(output_dir), None)
+    path = Path(output_dir) / "wandb" / "run_id"
+    if run_id and not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(run_id + "\n")
 
 
 OmegaConf.register_new_resolver("sweep_id", sweep_id, replace=True)
