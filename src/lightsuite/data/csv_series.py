@@ -8,6 +8,7 @@ ones can be filled by linear interpolation with `data.interpolate=true`), and to
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,17 +28,9 @@ class CSVSeriesDataModule(SeriesDataModule):
         period: int | None = None,
         covariates: list[str] | None = None,
         interpolate: bool = False,
-        lookback: int = 24,
-        horizon: int = 1,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        batch_size: int = 64,
-        eval_batch_size: int | None = None,
-        log: bool = False,
-        difference: bool = False,
-        recursive: bool = False,
-        batches_per_step: int = 1,
+        **kwargs: Any,
     ) -> None:
+        """Windowing, split and transforms are `SeriesDataModule`'s keywords (lookback, horizon, ...)."""
         given = {"path": path, "time_column": time_column, "target_column": target_column, "period": period}
         unset = [key for key, value in given.items() if value is None]
         if unset:
@@ -45,19 +38,7 @@ class CSVSeriesDataModule(SeriesDataModule):
                 f"data=csv needs {', '.join(f'data.{key}' for key in unset)}: e.g. data.path=my.csv "
                 "data.time_column=month data.target_column=value data.period=12"
             )
-        super().__init__(
-            lookback=lookback,
-            horizon=horizon,
-            period=period,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            log=log,
-            difference=difference,
-            recursive=recursive,
-            batches_per_step=batches_per_step,
-        )
+        super().__init__(period=period, **kwargs)
         self.path = Path(path).expanduser()
         self.time_column, self.target_column = time_column, target_column
         self.covariates = list(covariates or [])
