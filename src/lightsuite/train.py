@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from lightsuite import CONFIG_DIR
 from lightsuite.errors import ConfigError, RunInterrupted, exit_on_user_error
 from lightsuite.utils.checkpoints import RunRecord, check_task, checkpoint_record, load_checkpoint
-from lightsuite.utils.launch import prepare_launch
-from lightsuite.utils.resume import RandomStates, resume_checkpoint
+from lightsuite.utils.launch import announce_rank, prepare_launch
+from lightsuite.utils.resume import RandomStates, keep_logged_epochs, resume_checkpoint
 from lightsuite.utils.runs import (
     build,
     build_all,
@@ -31,6 +31,7 @@ from lightsuite.utils.runs import (
     report_dry_run,
     save_metrics,
 )
+from lightsuite.utils.slurm import in_slurm_task, slurm_job_id, task_plugins
 from lightsuite.utils.sweeps import keep_sweeping
 
 # in-memory tensor sets are batched by slicing: worker processes would only add overhead
@@ -52,8 +53,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = cfg.get("ckpt_path")
     # `ckpt_path`, or this run dir's own last.ckpt (a re-run or requeue of a killed job)
     resume = resume_checkpoint(cfg) if cfg.get("train", True) else ckpt_path
-    if resume:
-        check_resumable(cfg, resume)
+    resumed_epoch = check_resumable(cfg, resume) if resume else None
     callbacks = build_all(cfg.get("callbacks"), "callbacks")
     # every checkpoint carries its config, so it can be re-tested and sampled from on its own
     callbacks.append(RunRecord(OmegaConf.to_container(cfg, resolve=True), datamodule.net_kwargs))
@@ -61,8 +61,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     metrics: dict[str, float] = {}
     with built_loggers(cfg.get("logger")) as loggers:
-        trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
+        # in a SLURM task: SLURM's ranks, and requeueing left to submitit (utils/slurm.py)
+        cluster = {} if cfg.trainer.get("plugins") else {"plugins": task_plugins() or None}
+        trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers, **cluster)
         prepare_launch(trainer)
+        announce_rank(trainer, cfg)
+        if resumed_epoch is not None and cfg.get("train", True):
+            keep_logged_epochs(loggers, resumed_epoch)
         for lg in loggers:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if cfg.get("train", True):
@@ -79,9 +84,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def check_resumable(cfg: DictConfig, ckpt_path: str) -> None:
-    """Refuse, before any work, a checkpoint that is missing, unreadable or of another task or network."""
-    record = checkpoint_record(load_checkpoint(ckpt_path), ckpt_path)
+def check_resumable(cfg: DictConfig, ckpt_path: str) -> int:
+    """Refuse, before any work, a checkpoint that is missing, unreadable or of another task or network.
+
+    Returns the epoch the checkpoint was saved in.
+    """
+    ckpt = load_checkpoint(ckpt_path)
+    record = checkpoint_record(ckpt, ckpt_path)
     check_task(record, cfg.task._target_, ckpt_path)
     trained = record["config"].get("model", {}).get("_target_")
     if trained and trained != cfg.model._target_:
@@ -89,6 +98,7 @@ def check_resumable(cfg: DictConfig, ckpt_path: str) -> None:
             f"ckpt_path={ckpt_path} holds a {trained.rsplit('.', 1)[-1]} network, but model= builds "
             f"{cfg.model._target_.rsplit('.', 1)[-1]}; pass the same model= as the run that wrote it"
         )
+    return int(ckpt.get("epoch", -1))
 
 
 @contextmanager
@@ -100,6 +110,13 @@ def interrupts_explained(trainer: pl.Trainer, cfg: DictConfig) -> Iterator[None]
         if isinstance(exc, SystemExit) and not trainer.interrupted:
             raise
         last = _last_checkpoint(trainer)
+        if in_slurm_task():
+            # preempted, requeued, cancelled or out of time: a requeued job resumes by itself
+            resumes = f"from {last}" if last else "from the start (no epoch had finished)"
+            raise RunInterrupted(
+                f"SLURM stopped job {slurm_job_id()} in epoch {trainer.current_epoch}; "
+                f"if it is requeued it resumes {resumes}"
+            ) from None
         how = (
             f"resume with the same command plus ckpt_path={last}"
             if last

@@ -44,6 +44,8 @@ class ThrottledRichProgressBar(RichProgressBar):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
+        if self.is_disabled:  # ranks other than 0: the bar never started this loader
+            return
         total = self.total_val_batches_current_dataloader
         if self._due(batch_idx, total):
             super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
@@ -57,6 +59,8 @@ class ThrottledRichProgressBar(RichProgressBar):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
+        if self.is_disabled:
+            return
         total = self.total_test_batches_current_dataloader
         if self._due(batch_idx, total):
             super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)

@@ -118,3 +118,28 @@ def release_launch() -> None:
     threads = _saved.pop("threads", None)
     if threads is not None:
         torch.set_num_threads(threads)
+
+
+def announce_rank(trainer: pl.Trainer, cfg: Any) -> None:
+    """Each DDP rank says, in its own log, which rank it is, who started it and what it trains.
+
+    With SLURM every rank writes its own task log: this line shows that all ranks of a job run that
+    job's overrides and the same resolved config (its digest), and that SLURM, not Lightning's
+    re-run of the command line, started them.
+    """
+    if trainer.world_size <= 1:
+        return
+    import hashlib
+
+    overrides = []
+    if HydraConfig.initialized():
+        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("hydra.")]
+    digest = hashlib.sha1(OmegaConf.to_yaml(cfg, resolve=True).encode()).hexdigest()[:12]
+    environment = type(getattr(trainer.strategy, "cluster_environment", None)).__name__
+    threads = torch.get_num_threads()
+    print(
+        f"rank {trainer.global_rank}/{trainer.world_size} ({environment}, {threads} threads): "
+        f"{' '.join(overrides) or '(no overrides)'}; config {digest}",
+        file=sys.stderr,
+        flush=True,
+    )

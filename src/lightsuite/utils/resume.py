@@ -9,6 +9,7 @@ seed and epoch in the samplers).
 
 from __future__ import annotations
 
+import csv
 import random
 import sys
 from pathlib import Path
@@ -18,7 +19,36 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
+from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities import rank_zero_only
+
+
+@rank_zero_only
+def keep_logged_epochs(loggers: list[Logger], epoch: int) -> None:
+    """Keep a resumed run's CSV log of the epochs its checkpoint holds (0..`epoch`).
+
+    CSVLogger deletes `metrics.csv` when it starts in a dir that has one, so a resumed run lost the
+    rows of every epoch before the stop. The rows after the checkpoint's epoch (the epoch the stop
+    cut short) are dropped: the resumed run logs them again, so each epoch appears once, as in a
+    run that never stopped. Call before anything is logged.
+    """
+    for lg in loggers:
+        if not isinstance(lg, CSVLogger):
+            continue
+        path = Path(lg.log_dir) / "metrics.csv"
+        if not path.is_file():
+            continue
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            header, rows = list(reader.fieldnames or []), list(reader)
+        done = [i for i, row in enumerate(rows) if row.get("epoch") and float(row["epoch"]) <= epoch]
+        kept = rows[: done[-1] + 1] if done else []
+        writer = lg.experiment  # starting the writer deletes the file: write the kept rows back
+        with path.open("w", newline="") as f:
+            out = csv.DictWriter(f, fieldnames=header)
+            out.writeheader()
+            out.writerows(kept)
+        writer.metrics_keys = sorted(header)
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
@@ -42,21 +72,23 @@ class RandomStates(pl.Callback):
 
     Saved with the checkpoint (after an epoch's validation) and put back at the start of the next
     training epoch, the point where the uninterrupted run went on with the same states: the
-    sanity check and loader set-up of a resumed fit would otherwise consume draws first. Stored as
-    plain lists and a tensor, so `torch.load(weights_only=True)` reads them.
+    sanity check and loader set-up of a resumed fit would otherwise consume draws first. Under DDP
+    every rank's states are gathered into the checkpoint and each rank gets its own back (ranks
+    draw different augmentations). Stored as plain lists and tensors, so
+    `torch.load(weights_only=True)` reads them.
     """
 
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        version, state, gauss = random.getstate()
-        kind, keys, pos, has_gauss, cached = np.random.get_state()
-        return {
-            "python": [version, list(state), gauss],
-            "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-            "torch": torch.get_rng_state(),
-        }
+        own = _own_states()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            ranks: list[Any] = [None] * torch.distributed.get_world_size()
+            # every rank saves each checkpoint (only rank 0 writes it): a collective is safe here
+            torch.distributed.all_gather_object(ranks, own)
+            return {"ranks": ranks}
+        return own
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict
@@ -65,8 +97,23 @@ class RandomStates(pl.Callback):
         if self._pending is None:
             return
         state, self._pending = self._pending, None
+        if "ranks" in state:
+            ranks = state["ranks"]
+            # another number of ranks than saved them: each continues from a saved state, not its own
+            state = ranks[trainer.global_rank] if len(ranks) == trainer.world_size else ranks[0]
         version, py_state, gauss = state["python"]
         random.setstate((version, tuple(py_state), gauss))
         kind, keys, pos, has_gauss, cached = state["numpy"]
         np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
         torch.set_rng_state(state["torch"])
+
+
+def _own_states() -> dict[str, Any]:
+    """This process's Python, NumPy and torch (CPU) random states as plain lists and a tensor."""
+    version, state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": [version, list(state), gauss],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+    }

@@ -24,12 +24,23 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lightsuite.errors import user_error
+from lightsuite.errors import RunInterrupted, user_error
 from lightsuite.utils.launch import SWEEP_RANK, in_multirun, release_launch
 
 STATUS_FILE = "job_status.json"
 SUMMARY = "sweep_summary"
 _failure: dict[str, str] = {}
+
+
+def _fail_job(error: str | None) -> None:
+    """Record why this process's current job failed (None: a new job starts) for `RunReport`.
+
+    A function, not the dict itself, in the job wrapper: submitit pickles the wrapper by value, and
+    a dict it referred to directly would arrive in the job's process as a copy that no one reads.
+    """
+    _failure.clear()
+    if error is not None:
+        _failure["error"] = error
 
 
 def keep_sweeping(main: Callable[[DictConfig], float | None]) -> Callable[[DictConfig], float | None]:
@@ -38,11 +49,13 @@ def keep_sweeping(main: Callable[[DictConfig], float | None]) -> Callable[[DictC
     The entry point turns user errors into `SystemExit(1)`, which Hydra's job runner does not catch:
     one bad trial would end the whole sweep. Here the job returns None instead (Optuna records the
     trial as failed, as it does for a NaN it could not rank) and `job_status.json` says why.
+    An interrupt is not a failure of the job: Ctrl-C ends the sweep, and a SLURM job stopped for a
+    requeue ends its process without a result (the launcher waits for the requeued run).
     """
 
     @functools.wraps(main)
     def job(cfg: DictConfig) -> float | None:
-        _failure.clear()
+        _fail_job(None)
         if os.environ.get(SWEEP_RANK):
             return _extra_rank(main, cfg)
         if not in_multirun():
@@ -50,13 +63,15 @@ def keep_sweeping(main: Callable[[DictConfig], float | None]) -> Callable[[DictC
         try:
             value = main(cfg)
         except SystemExit as exc:
-            if exc.code in (0, None):
-                raise
             err = user_error(exc.__context__) if exc.__context__ is not None else None
-            _failure["error"] = str(err or exc.__context__ or f"exit status {exc.code}")
+            if exc.code in (0, None) or err is None or isinstance(err, RunInterrupted):
+                # Ctrl-C ends the sweep; in a SLURM job, a stop (requeue, preemption, time limit)
+                # must end the process without a result, so the launcher waits for the requeued run
+                raise
+            _fail_job(str(err))
             return None
         if value is not None and not math.isfinite(value):
-            _failure["error"] = f"{cfg.get('optimized_metric')} is {value}"
+            _fail_job(f"{cfg.get('optimized_metric')} is {value}")
             return None
         return value
 
@@ -114,7 +129,8 @@ OmegaConf.register_new_resolver("wandb_run_id", wandb_run_id, replace=True)
 
 
 def _rank_zero() -> bool:
-    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    """Rank 0 of a job's DDP ranks, however they were started (Lightning, torchrun or SLURM)."""
+    return all(os.environ.get(key, "0") == "0" for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"))
 
 
 def _read_metrics(run_dir: Path) -> dict[str, float | None]:
@@ -143,7 +159,10 @@ class RunReport(Callback):
         status = "completed" if job_return.status == JobStatus.COMPLETED else "failed"
         error = _failure.get("error")
         if job_return.status == JobStatus.FAILED:
-            error = str(job_return._return_value).splitlines()[0] if job_return._return_value else "failed"
+            exc = job_return._return_value
+            error = (
+                (str(exc).strip().splitlines() or [type(exc).__name__])[0] if exc is not None else "failed"
+            )
         if error is not None:
             status = "failed"
         if objective is not None and not math.isfinite(objective):
@@ -161,12 +180,18 @@ class RunReport(Callback):
             "run_dir": str(run_dir),
             "error": error,
         }
-        _atomic_write(run_dir / STATUS_FILE, json.dumps(record, indent=2) + "\n")
+        record_job_status(run_dir, record)
         write_summary(Path(hydra_cfg.sweep.dir), objective_name, _direction(config))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         path = write_summary(Path(config.hydra.sweep.dir), config.get("optimized_metric"), _direction(config))
         print(f"sweep summary: {path}")
+
+
+def record_job_status(run_dir: Path, record: dict[str, Any]) -> None:
+    """Write a job's `job_status.json`, the file the sweep summary is rebuilt from."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(run_dir / STATUS_FILE, json.dumps(record, indent=2) + "\n")
 
 
 def _direction(config: DictConfig) -> str:

@@ -1,0 +1,1 @@
+"""lightsuite's Hydra launcher plugin (SLURM jobs watched with squeue)."""

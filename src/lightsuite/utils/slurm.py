@@ -1,0 +1,400 @@
+"""SLURM, on both sides: the sweep that submits and watches its jobs, and the job that runs as SLURM tasks.
+
+Submitting side (`hydra/launcher=slurm`): hydra-submitit-launcher submits a sweep as one job array
+and waits on submitit, which polls `sacct`. On a cluster without an accounting database every poll
+logs a warning, and a job that ends without a result (cancelled, killed, out of memory) raises out
+of the launcher and ends the whole sweep with a traceback. `launch_sweep` submits the same array and
+watches it with `squeue` (finished jobs stay listed for the cluster's MinJobAge): one line per state
+change, a one-line refusal of a job SLURM can never start, and a job that ends without a result
+recorded as failed in the sweep summary while the others complete.
+
+Job side: each SLURM task is one DDP rank (Lightning's SLURMEnvironment: nothing re-runs the
+command line). submitit owns requeueing (it signals before the time limit; `scontrol requeue` and
+preemption restart the job), so Lightning's own SLURM requeue handler is switched off, and a task
+uses the CPUs SLURM gave it (`--cpus-per-task`) as its thread count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from omegaconf import OmegaConf, open_dict
+
+from lightsuite.errors import ConfigError
+
+# squeue states after which a job never runs again; every other state may still lead to a result
+FINAL_STATES = {
+    "BOOT_FAIL",
+    "CANCELLED",
+    "COMPLETED",
+    "DEADLINE",
+    "FAILED",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "REVOKED",
+    "SPECIAL_EXIT",
+    "TIMEOUT",
+}
+# passing states not worth a line of their own
+QUIET_STATES = {"COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"}
+# pending reasons that no amount of waiting resolves, with the fix
+HOPELESS = {
+    "PartitionConfig": "no node of the partition has what one job asks per node ({asked}): lower "
+    "hydra.launcher.cpus_per_task, mem_gb or trainer.devices, or pick another hydra.launcher.partition",
+    "PartitionNodeLimit": "the partition has fewer nodes than asked ({asked}): lower trainer.num_nodes "
+    "or pick another hydra.launcher.partition",
+    "PartitionTimeLimit": "hydra.launcher.timeout_min is over the partition's time limit: lower it or "
+    "pick another hydra.launcher.partition",
+    "BadConstraints": "no node satisfies hydra.launcher.constraint: fix or drop it",
+    "InvalidAccount": "hydra.launcher.account is not valid on this cluster",
+    "InvalidQOS": "hydra.launcher.qos is not valid on this cluster",
+}
+# seconds a finished job's result file may lag behind squeue (a shared file system)
+RESULT_GRACE_S = 15.0
+
+
+def in_slurm_task() -> bool:
+    """Whether this process is a task that SLURM started (srun/sbatch), not a login-node process."""
+    return "SLURM_JOB_ID" in os.environ and "SLURM_PROCID" in os.environ
+
+
+def task_plugins() -> list[Any]:
+    """Trainer plugins for a SLURM task: SLURM's ranks, without Lightning's own requeue handler.
+
+    Also sets this task's threads to its `--cpus-per-task`: Lightning would divide the node's cores
+    by the tasks per node, which oversubscribes a node shared with other jobs.
+    """
+    if not in_slurm_task():
+        return []
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if cpus and cpus.isdigit() and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = cpus
+        torch.set_num_threads(int(cpus))
+    if not SLURMEnvironment.detect():
+        return []
+    return [SLURMEnvironment(auto_requeue=False)]
+
+
+def slurm_job_id() -> str:
+    """This task's job id as squeue shows it (`<array>_<index>` for an element of a job array)."""
+    array = os.environ.get("SLURM_ARRAY_JOB_ID")
+    if array:
+        return f"{array}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+    return os.environ.get("SLURM_JOB_ID", "")
+
+
+# ---- the submitting side ----------------------------------------------------------------------
+
+
+@dataclass
+class SweepJob:
+    """One job of the sweep: its number, overrides and submitit handle, and what squeue said last."""
+
+    number: int
+    overrides: list[str]
+    handle: Any
+    state: str = "SUBMITTED"
+    reason: str = ""
+    ended_at: float | None = None
+    result: JobReturn | None = None
+    error: str = ""
+
+    @property
+    def slurm_id(self) -> str:
+        return str(self.handle.job_id)
+
+    def result_ready(self) -> bool:
+        return bool(self.handle.task(0).paths.result_pickle.exists())
+
+
+def queue_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str, str]] | None:
+    """squeue's (state, reason, nodes) of each job or array element; None when squeue did not answer.
+
+    Jobs SLURM has already forgotten (finished longer ago than MinJobAge) are absent.
+    """
+    ids = sorted({job_id.split("_")[0] for job_id in job_ids})
+    cmd = [
+        "squeue",
+        "--noheader",
+        "--array",
+        "--states=all",
+        f"--jobs={','.join(ids)}",
+        "--format=%i|%T|%r|%N",
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        # every id asked for is forgotten: an answer, not a failure
+        return {} if "Invalid job id" in proc.stderr else None
+    states = {}
+    for line in proc.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 4:
+            states[parts[0]] = (parts[1], parts[2], parts[3])
+    return states
+
+
+def _say(message: str, err: bool = False) -> None:
+    print(message, file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def _asked(params: dict[str, Any]) -> str:
+    """What one job asks per node, in words, for the refusal message."""
+    parts = [f"{params.get('tasks_per_node', 1)} tasks x {params.get('cpus_per_task') or 1} CPUs"]
+    if params.get("gpus_per_node"):
+        parts.append(f"{params['gpus_per_node']} GPUs")
+    if params.get("mem_gb"):
+        parts.append(f"{params['mem_gb']} GB")
+    nodes = params.get("nodes", 1)
+    return ", ".join(parts) + (f", on {nodes} nodes" if nodes and int(nodes) > 1 else "")
+
+
+def _executor(params: dict[str, Any]) -> Any:
+    """submitit's SLURM executor with the launcher's parameters (the plugin's own mapping)."""
+    import submitit
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    params = dict(params)
+    folder = params.pop("submitit_folder")
+    max_num_timeout = params.pop("max_num_timeout", 0)
+    shared = set(OmegaConf.structured(BaseQueueConf).keys())
+    try:
+        executor = submitit.AutoExecutor(
+            folder=folder, cluster="slurm", slurm_max_num_timeout=max_num_timeout
+        )
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"hydra/launcher=slurm found no SLURM here ({str(exc).splitlines()[0]}): submit from a "
+            "cluster's login node, or start a one-node cluster on this machine: scripts/slurm-local.sh up"
+        ) from None
+    try:
+        executor.update_parameters(**{k if k in shared else f"slurm_{k}": v for k, v in params.items()})
+    except ValueError as exc:
+        raise ConfigError(f"hydra.launcher: {' '.join(str(exc).split())}") from None
+    return executor
+
+
+def _submission_error(exc: BaseException) -> ConfigError:
+    """sbatch's own words for a refused submission, without submitit's wrapping."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    said = [line for line in lines if "error:" in line] or [line for line in lines if line][-1:]
+    return ConfigError(
+        f"SLURM refused the sweep: {' '.join(said)}; check hydra.launcher.partition, account, qos and "
+        "the resources asked (hydra.launcher.*, trainer.devices, trainer.num_nodes)"
+    )
+
+
+def submit(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[SweepJob]:
+    """Submit every job as one SLURM job array, the way hydra-submitit-launcher does."""
+    from submitit.core.utils import FailedJobError
+
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    if "mode" in launcher.config.hydra.sweep:
+        os.chmod(sweep_dir, mode=int(str(launcher.config.hydra.sweep.mode), 8))
+    executor = _executor(launcher.params)
+    calls = [
+        (
+            list(overrides),
+            "hydra.sweep.dir",
+            initial_job_idx + i,
+            f"job_id_for_{initial_job_idx + i}",
+            Singleton.get_state(),
+        )
+        for i, overrides in enumerate(job_overrides)
+    ]
+    try:
+        # submitit prints sbatch's complaint before raising it: say it once, in our words
+        with contextlib.redirect_stderr(io.StringIO()):
+            # map_array(fn, overrides_list, key_list, ...): one argument list per parameter
+            handles = executor.map_array(launcher, *zip(*calls, strict=True))
+    except FailedJobError as exc:
+        raise _submission_error(exc) from None
+    jobs = [
+        SweepJob(number, overrides, handle)
+        for (overrides, _, number, _, _), handle in zip(calls, handles, strict=True)
+    ]
+    array = jobs[0].slurm_id.split("_")[0] if jobs else "?"
+    _say(f"slurm: submitted {len(jobs)} job(s) as array {array}; logs in {sweep_dir / '.submitit'}")
+    for job in jobs:
+        _say(f"slurm:   job {job.number} ({job.slurm_id}): {' '.join(filter_overrides(job.overrides))}")
+    return jobs
+
+
+def launch_sweep(
+    launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+) -> list[JobReturn]:
+    """Submit the jobs, watch them until each has a result or has ended, return their JobReturns.
+
+    A job that ends without a result returns None (what a failed job of `keep_sweeping` returns:
+    Optuna records a failed trial) and gets a failed `job_status.json`, so the sweep goes on.
+    A job SLURM can never start cancels the whole array: exit status 1 and the fix in one line.
+    Ctrl-C stops watching and leaves the jobs running.
+    """
+    from lightsuite.errors import exit_on_user_error
+
+    with exit_on_user_error():
+        jobs = submit(launcher, job_overrides, initial_job_idx)
+        try:
+            watch(jobs, launcher.params, launcher.config.get("optimized_metric"))
+        except KeyboardInterrupt:
+            array = jobs[0].slurm_id.split("_")[0]
+            _say(
+                f"slurm: stopped watching; the jobs go on (squeue -j {array}; cancel with scancel {array}) "
+                f"and write into {launcher.config.hydra.sweep.dir}",
+                err=True,
+            )
+            raise SystemExit(130) from None
+    returns = []
+    for job in jobs:
+        if job.result is None:
+            job.result = _failed_return(launcher, job)
+        returns.append(job.result)
+    return returns
+
+
+def watch(
+    jobs: list[SweepJob], params: dict[str, Any], objective: str | None = None, poll_s: float = 1.0
+) -> None:
+    """Poll result files every `poll_s` and squeue every few seconds until every job is settled."""
+    start = time.monotonic()
+    last_queue = float("-inf")
+    silent_since: float | None = None
+    while True:
+        waiting = [job for job in jobs if job.result is None and not _given_up(job)]
+        if not waiting:
+            return
+        for job in waiting:
+            if job.result_ready():
+                try:
+                    job.result = job.handle.task(0).result()
+                    _settled(job, objective)
+                except Exception as exc:  # the job failed outside Hydra's job runner (submitit's trace)
+                    job.state, job.ended_at = "FAILED", float("-inf")
+                    job.error = str(exc).splitlines()[0]
+        now = time.monotonic()
+        # every 2 s for the first two minutes, then every 15 s: polite to a busy controller
+        if now - last_queue >= (2.0 if now - start < 120 else 15.0):
+            last_queue = now
+            states = queue_states([job.slurm_id for job in waiting])
+            if states is None:
+                if silent_since is None:
+                    silent_since = now
+                    _say("slurm: squeue does not answer; waiting for the jobs' result files", err=True)
+            else:
+                silent_since = None
+                _update(waiting, states, params, now)
+        time.sleep(poll_s)
+
+
+def _given_up(job: SweepJob) -> bool:
+    return job.ended_at is not None and time.monotonic() - job.ended_at > RESULT_GRACE_S
+
+
+def _update(
+    waiting: list[SweepJob], states: dict[str, tuple[str, str, str]], params: dict[str, Any], now: float
+) -> None:
+    for job in waiting:
+        if job.result is not None:
+            continue
+        state, reason, nodes = states.get(job.slurm_id, ("GONE", "", ""))
+        if state == "GONE" and job.state == "SUBMITTED":
+            continue  # not listed yet
+        if (state, reason) != (job.state, job.reason) and state not in QUIET_STATES:
+            requeued = "requeued, " if state == "PENDING" and job.state in ("RUNNING", "COMPLETING") else ""
+            _say(f"slurm: job {job.number} ({job.slurm_id}) {requeued}{_shown(state, reason, nodes)}")
+        job.state, job.reason = state, reason
+        if state == "PENDING" and reason in HOPELESS:
+            _cancel(job)
+            raise ConfigError(
+                f"SLURM can never start job {job.number} ({job.slurm_id}, pending: {reason}): "
+                + HOPELESS[reason].format(asked=_asked(params))
+                + "; the sweep's jobs were cancelled"
+            )
+        if state in FINAL_STATES or state == "GONE":
+            job.ended_at = job.ended_at or now
+
+
+def _shown(state: str, reason: str, nodes: str) -> str:
+    if state == "GONE":
+        return "is no longer listed by squeue"
+    if state == "PENDING" and reason and reason != "None":
+        return f"PENDING ({reason})"
+    if state == "RUNNING" and nodes:
+        return f"RUNNING on {nodes}"
+    return state
+
+
+def _settled(job: SweepJob, objective: str | None) -> None:
+    """One line when a job's result is in: its status and objective, as its job_status.json says."""
+    status = {}
+    output_dir = OmegaConf.select(job.result.hydra_cfg, "hydra.runtime.output_dir") if job.result else None
+    if output_dir:
+        path = Path(output_dir) / "job_status.json"
+        with contextlib.suppress(OSError, ValueError):  # not written: the job died in its callback
+            status = json.loads(path.read_text())
+    said = status.get("status", "done")
+    if status.get("objective") is not None:
+        said += f", {objective}={status['objective']:.4g}"
+    elif status.get("error"):
+        said += f": {status['error']}"
+    _say(f"slurm: job {job.number} ({job.slurm_id}) {said}")
+
+
+def _cancel(job: SweepJob) -> None:
+    array = job.slurm_id.split("_")[0]
+    subprocess.run(["scancel", array], capture_output=True, timeout=60, check=False)
+
+
+def _failed_return(launcher: Any, job: SweepJob) -> JobReturn:
+    """The JobReturn of a job that ended without a result, after writing its failed status."""
+    from lightsuite.utils.sweeps import record_job_status
+
+    log = job.handle.task(0).paths.stderr
+    error = job.error or f"SLURM job {job.slurm_id} ended {job.state} without a result"
+    error = f"{error}; its log: {log}"
+    run_dir = _run_dir(launcher, job)
+    _say(f"error: job {job.number}: {error}", err=True)
+    record_job_status(
+        run_dir,
+        {
+            "job": job.number,
+            "overrides": list(job.overrides),
+            "status": "failed",
+            "objective": None,
+            "run_dir": str(run_dir),
+            "error": error,
+        },
+    )
+    ret = JobReturn(overrides=list(job.overrides), status=JobStatus.COMPLETED)
+    ret.return_value = None
+    return ret
+
+
+def _run_dir(launcher: Any, job: SweepJob) -> Path:
+    """The job's dir, as the job itself would have named it (`hydra.sweep.dir`/`subdir`)."""
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    try:
+        cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(job.overrides))
+        with open_dict(cfg.hydra.job):
+            cfg.hydra.job.num = job.number
+        return sweep_dir / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
+    except Exception:  # a subdir pattern that needs the job's own runtime: the default layout
+        return sweep_dir / str(job.number)
