@@ -1,12 +1,13 @@
 # Two commands set up everything on a machine with Python 3.11 and pip:
 #   make train   create .venv, install lightsuite, run the default experiment
 #   make test    the same environment plus the dev extra, then the whole test suite
+#                (the slurm tests run when a SLURM cluster answers: make slurm-up starts one here)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: train test lint format install dev clean
+.PHONY: train test lint format install dev clean slurm-up slurm-down slurm-status
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,14 @@ lint: dev
 format: dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# a one-node SLURM cluster on this machine (Debian, root): hydra/launcher=slurm and tests/test_slurm.py
+slurm-up:
+	bash scripts/slurm-local.sh up
+slurm-down:
+	bash scripts/slurm-local.sh down
+slurm-status:
+	bash scripts/slurm-local.sh status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
