@@ -68,6 +68,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert got.keys() == expected.keys()
     for key in expected:
         assert got[key] == expected[key], f"{key}: resumed {got[key]} != uninterrupted {expected[key]}"
+    # the CSV log holds every epoch once, those before the kill included
+    assert (resumed / "csv" / "metrics.csv").read_text() == (whole / "csv" / "metrics.csv").read_text()
 
 
 def test_auto_resume_off_starts_over(make_cfg, tmp_path):

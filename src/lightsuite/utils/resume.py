@@ -44,11 +44,11 @@ def keep_logged_epochs(loggers: list[Logger], epoch: int) -> None:
         done = [i for i, row in enumerate(rows) if row.get("epoch") and float(row["epoch"]) <= epoch]
         kept = rows[: done[-1] + 1] if done else []
         writer = lg.experiment  # starting the writer deletes the file: write the kept rows back
+        writer.metrics_keys = sorted(header)  # the column order the writer appends in
         with path.open("w", newline="") as f:
-            out = csv.DictWriter(f, fieldnames=header)
+            out = csv.DictWriter(f, fieldnames=writer.metrics_keys)
             out.writeheader()
             out.writerows(kept)
-        writer.metrics_keys = sorted(header)
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:

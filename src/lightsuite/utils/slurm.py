@@ -184,10 +184,7 @@ def _executor(params: dict[str, Any]) -> Any:
             f"hydra/launcher=slurm found no SLURM here ({str(exc).splitlines()[0]}): submit from a "
             "cluster's login node, or start a one-node cluster on this machine: scripts/slurm-local.sh up"
         ) from None
-    try:
-        executor.update_parameters(**{k if k in shared else f"slurm_{k}": v for k, v in params.items()})
-    except ValueError as exc:
-        raise ConfigError(f"hydra.launcher: {' '.join(str(exc).split())}") from None
+    executor.update_parameters(**{k if k in shared else f"slurm_{k}": v for k, v in params.items()})
     return executor
 
 
