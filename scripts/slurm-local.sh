@@ -9,7 +9,7 @@
 # When a SLURM cluster already answers (`sinfo`), `up` leaves it alone. Installing and starting
 # daemons needs root. One node (this host, `nproc` CPUs), one default partition `local`,
 # proctrack/linuxproc and task/none (no cgroups needed), no accounting. A requeued job waits
-# `cred_expire` seconds before it starts again: 10 here, 120 on a default cluster.
+# `cred_expire` seconds before it starts again: 5 here, 120 on a default cluster.
 set -euo pipefail
 
 STATE=${LIGHTSUITE_SLURM_STATE:-/var/lib/lightsuite-slurm}
@@ -27,7 +27,13 @@ answers() { timeout 10 sinfo -h -o %t >/dev/null 2>&1; }
 
 node_state() { timeout 10 sinfo -h -N -o %t 2>/dev/null | head -n 1; }
 
-running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# a pid file of ours whose process is alive and is that daemon (not a reused pid after a reboot)
+running() {
+  local pid
+  [ -f "$STATE/$1.pid" ] || return 1
+  pid=$(cat "$STATE/$1.pid")
+  [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ]
+}
 
 need_root() {
   [ "$(id -u)" = 0 ] || die "$1 needs root: run \`sudo $0 ${ACTION}\` (or \`make slurm-${ACTION}\` as root)"
@@ -85,7 +91,7 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 # a requeued job waits cred_expire seconds before it starts again (default 120)
-AuthInfo=cred_expire=10
+AuthInfo=cred_expire=5
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/d
 SlurmctldPidFile=$STATE/slurmctld.pid
@@ -123,8 +129,9 @@ up() {
   install_packages
   start_munge
   write_conf
-  running "$STATE/slurmctld.pid" || slurmctld || die "slurmctld did not start; see $STATE/slurmctld.log"
-  running "$STATE/slurmd.pid" || slurmd || die "slurmd did not start; see $STATE/slurmd.log"
+  # -c: a test cluster starts with an empty queue (no jobs left over from an interrupted run)
+  running slurmctld || slurmctld -c || die "slurmctld did not start; see $STATE/slurmctld.log"
+  running slurmd || slurmd || die "slurmd did not start; see $STATE/slurmd.log"
   local state=""
   for _ in $(seq 60); do
     state=$(node_state || true)
@@ -141,28 +148,32 @@ up() {
 }
 
 down() {
-  local stopped=()
+  local ours=()
   for daemon in slurmd slurmctld munged; do
-    local pidfile="$STATE/$daemon.pid"
-    if running "$pidfile"; then
-      need_root "stopping $daemon"
-      kill "$(cat "$pidfile")"
-      for _ in $(seq 100); do running "$pidfile" || break; sleep 0.1; done
-      running "$pidfile" && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
-      stopped+=("$daemon")
-    fi
-    rm -f "$pidfile"
+    if running "$daemon"; then ours+=("$daemon"); fi
   done
-  if [ ${#stopped[@]} = 0 ]; then
-    say "none of its daemons was running"
-  else
-    say "stopped ${stopped[*]}"
+  if [ ${#ours[@]} = 0 ]; then
+    say "none of its daemons is running"
+    return
   fi
+  need_root "stopping ${ours[*]}"
+  if running slurmctld && answers; then
+    squeue -h -o %i 2>/dev/null | xargs -r scancel >/dev/null 2>&1 || true # no job outlives its cluster
+  fi
+  for daemon in "${ours[@]}"; do
+    local pid
+    pid=$(cat "$STATE/$daemon.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do running "$daemon" || break; sleep 0.1; done
+    if running "$daemon"; then kill -9 "$pid" 2>/dev/null || true; fi
+    rm -f "$STATE/$daemon.pid"
+  done
+  say "stopped ${ours[*]}"
 }
 
 status() {
   for daemon in munged slurmctld slurmd; do
-    if running "$STATE/$daemon.pid"; then
+    if running "$daemon"; then
       say "$daemon running (pid $(cat "$STATE/$daemon.pid"), started by this script)"
     fi
   done

@@ -146,8 +146,8 @@ def test_two_jobs_each_run_as_two_slurm_tasks(cluster, tmp_path):
     # no rank re-ran the command line: that would have made a run dir under outputs/
     assert not (tmp_path / "outputs").exists()
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")) == ["0", "1"]
-    # the launcher's output stays readable on a cluster without accounting
-    assert "sacct" not in out + err and "Bypassing" not in out + err
+    # the launcher's output stays readable on a cluster without accounting (no sacct warnings)
+    assert "sacct" not in out + err
     assert re.search(rf"^slurm: job 1 \({array}_1\) completed, val/acc_best=", out, re.M), out
 
 
@@ -185,38 +185,42 @@ def test_preempted_and_timed_out_jobs_resume_to_the_uninterrupted_result(cluster
         "tags=[requeued],[signalled],[reference]",
         "seed=5",
         f"trainer.max_epochs={epochs}",
+        "trainer.limit_train_batches=8",
         "callbacks.early_stopping=null",
         "trainer.deterministic=true",
     )
     array = _array(sweep)
-    stopped_at = []
     for job, stop in ((0, ["scontrol", "requeue"]), (1, ["scancel", "--signal=USR2"])):
-        stopped_at.append(_wait_for_checkpoint(sweep / str(job), proc))
+        _wait_for_checkpoint(sweep / str(job), proc)
         subprocess.run([*stop, f"{array}_{job}"], check=True, timeout=30)
     out, err = _finish(proc)
     assert "sweep summary" in out, out[-3000:] + err[-3000:]
     summary = _summary(sweep)
     assert [job["status"] for job in summary["jobs"]] == ["completed"] * 3, summary
-    assert max(stopped_at) < epochs - 1, f"stopped after epochs {stopped_at}: too late to test a resume"
 
     reference = json.loads((sweep / "2" / "metrics.json").read_text())
     reference_log = (sweep / "2" / "csv" / "metrics.csv").read_text()
     for job in (0, 1):
         log = _task_log(sweep, array, job, 0)
+        stopped = re.findall(rf"SLURM stopped job {array}_{job} in epoch (\d+)", log)
+        assert stopped and int(stopped[0]) < epochs - 1, (
+            f"job {job} was not stopped mid-training:\n{log[-3000:]}"
+        )
         assert f"resuming from {sweep / str(job) / 'checkpoints' / 'last.ckpt'}" in log, log[-3000:]
         got = json.loads((sweep / str(job) / "metrics.json").read_text())
         assert got == reference, f"job {job} resumed to {got}, uninterrupted {reference}"
         # the CSV log has every epoch once, as the uninterrupted run's: none lost, none twice
         assert (sweep / str(job) / "csv" / "metrics.csv").read_text() == reference_log
-    assert "SLURM stopped job" in _task_log(sweep, array, 0, 0)
+        assert f"job {job} ({array}_{job}) requeued (restart 1)" in out, out
     assert "Caught signal SIGUSR2" in _task_log(sweep, array, 1, 0)
-    assert f"job 0 ({array}_0) requeued" in out and f"job 1 ({array}_1) requeued" in out, out
 
 
 def test_failed_and_cancelled_jobs_are_reported_while_the_others_complete(cluster, tmp_path):
     sweep = tmp_path / "sweep"
     # job 0 diverges (a bad override the config check cannot know); job 1 is cancelled while it runs
-    proc = _sweep(tmp_path, "trainer.max_epochs=4", "task.optimizer.lr=1e30,0.1,0.05")
+    proc = _sweep(
+        tmp_path, "trainer.max_epochs=6", "trainer.limit_train_batches=8", "task.optimizer.lr=1e30,0.1,0.05"
+    )
     array = _array(sweep)
     # cancelled while it trains (before fit, submitit ignores SIGTERM and the job may still finish)
     _wait_for_checkpoint(sweep / "1", proc)

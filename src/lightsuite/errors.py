@@ -76,7 +76,7 @@ def exit_on_user_error() -> Iterator[None]:
     except KeyboardInterrupt:
         log_to_job_files("error: interrupted")
         print("error: interrupted", file=sys.stderr)
-        raise SystemExit(RunInterrupted.exit_code) from None
+        raise UserExit(RunInterrupted("interrupted")) from None
     except Exception as exc:
         err = user_error(exc) or _file_error(exc)
         if err is None and isinstance(exc, InstantiationException):
@@ -86,7 +86,15 @@ def exit_on_user_error() -> Iterator[None]:
             raise
         log_to_job_files(f"error: {err}")
         print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(getattr(err, "exit_code", 1)) from None
+        raise UserExit(err) from None
+
+
+class UserExit(SystemExit):
+    """The exit after a user error was reported; `error` is what was reported (for sweeps)."""
+
+    def __init__(self, error: LightsuiteError) -> None:
+        super().__init__(getattr(error, "exit_code", 1))
+        self.error = error
 
 
 def log_to_job_files(message: str, exc: BaseException | None = None) -> None:

@@ -62,7 +62,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics: dict[str, float] = {}
     with built_loggers(cfg.get("logger")) as loggers:
         # in a SLURM task: SLURM's ranks, and requeueing left to submitit (utils/slurm.py)
-        cluster = {} if cfg.trainer.get("plugins") else {"plugins": task_plugins() or None}
+        plugins = task_plugins()
+        cluster = {} if cfg.trainer.get("plugins") else {"plugins": plugins or None}
         trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers, **cluster)
         prepare_launch(trainer)
         announce_rank(trainer, cfg)

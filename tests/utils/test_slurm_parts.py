@@ -7,16 +7,18 @@ import csv
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import FAST, run_cli
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.loggers import CSVLogger
 
-from lightsuite.errors import ConfigError
+from lightsuite.errors import ConfigError, UserExit, exit_on_user_error
 from lightsuite.utils.callbacks import ThrottledRichProgressBar
 from lightsuite.utils.resume import keep_logged_epochs
-from lightsuite.utils.slurm import _executor, task_plugins
+from lightsuite.utils.slurm import _executor, check_sweep, task_plugins
 from lightsuite.utils.sweeps import _rank_zero
 
 SLURM_TASK = {
+    "SUBMITIT_EXECUTOR": "slurm",
     "SLURM_JOB_ID": "42",
     "SLURM_PROCID": "1",
     "SLURM_LOCALID": "1",
@@ -42,6 +44,10 @@ def test_a_slurm_task_uses_slurms_ranks_its_cpus_and_no_lightning_requeue(monkey
     monkeypatch.setenv("OMP_NUM_THREADS", "8")
     monkeypatch.delenv("OMP_NUM_THREADS")
     torch.set_num_threads(2)
+    monkeypatch.delenv("SUBMITIT_EXECUTOR")
+    assert task_plugins() == [], "a plain sbatch script or srun shell keeps Lightning's own SLURM handling"
+    assert torch.get_num_threads() == 2
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
     (plugin,) = task_plugins()
     assert isinstance(plugin, SLURMEnvironment) and not plugin.auto_requeue
     assert plugin.global_rank() == 1 and plugin.world_size() == 2
@@ -100,3 +106,34 @@ def test_a_resumed_csv_log_keeps_the_epochs_its_checkpoint_holds(tmp_path):
         ("1", "19", "0.6"),
         ("2", "29", "0.7"),
     ]
+
+
+def test_a_file_error_reaches_the_sweep_as_the_error_reported():
+    # a sweep records this error as the job's failure; before, only errors raised as such did
+    with pytest.raises(UserExit) as info, exit_on_user_error():
+        raise PermissionError(13, "Permission denied", "/data/cifar")
+    assert info.value.code == 1
+    assert isinstance(info.value.error, ConfigError) and "/data/cifar" in str(info.value.error)
+
+
+def test_a_slurm_sweep_over_its_resources_is_refused_before_submitting(tmp_path):
+    proc = run_cli(
+        "lightsuite.train",
+        "-m",
+        "hydra/launcher=slurm",
+        *FAST,
+        "trainer=ddp_cpu",
+        "trainer.devices=1,2",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip().splitlines()[-1]], proc.stderr
+    assert proc.stderr.startswith("error: trainer.devices differs between the jobs")
+    assert not list(tmp_path.rglob(".submitit/*")), "something was submitted"
+
+
+def test_a_time_limit_signal_due_at_once_is_refused():
+    params = {"timeout_min": 1, "signal_delay_s": 120}
+    with pytest.raises(ConfigError, match="signal_delay_s=120 is not shorter than timeout_min"):
+        check_sweep(params, [["seed=1"], ["seed=2"]])
+    check_sweep({**params, "timeout_min": 10}, [["seed=1"], ["seed=2"]])

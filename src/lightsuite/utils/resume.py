@@ -45,10 +45,12 @@ def keep_logged_epochs(loggers: list[Logger], epoch: int) -> None:
         kept = rows[: done[-1] + 1] if done else []
         writer = lg.experiment  # starting the writer deletes the file: write the kept rows back
         writer.metrics_keys = sorted(header)  # the column order the writer appends in
-        with path.open("w", newline="") as f:
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", newline="") as f:
             out = csv.DictWriter(f, fieldnames=writer.metrics_keys)
             out.writeheader()
             out.writerows(kept)
+        tmp.replace(path)
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
@@ -106,14 +108,19 @@ class RandomStates(pl.Callback):
         kind, keys, pos, has_gauss, cached = state["numpy"]
         np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
         torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state["cuda"])
 
 
 def _own_states() -> dict[str, Any]:
-    """This process's Python, NumPy and torch (CPU) random states as plain lists and a tensor."""
+    """This process's Python, NumPy, torch CPU (and current CUDA device) random states."""
     version, state, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
+    states = {
         "python": [version, list(state), gauss],
         "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state(),
     }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state()  # this rank's device (GPU augmentation draws here)
+    return states

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,30 +45,33 @@ FINAL_STATES = {
     "NODE_FAIL",
     "OUT_OF_MEMORY",
     "REVOKED",
-    "SPECIAL_EXIT",
     "TIMEOUT",
 }
 # passing states not worth a line of their own
 QUIET_STATES = {"COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"}
-# pending reasons that no amount of waiting resolves, with the fix
+# pending reasons that no amount of waiting resolves, with the fix (a drained node, a lowered
+# partition limit and the like can pass: those are shown, not refused)
 HOPELESS = {
     "PartitionConfig": "no node of the partition has what one job asks per node ({asked}): lower "
     "hydra.launcher.cpus_per_task, mem_gb or trainer.devices, or pick another hydra.launcher.partition",
-    "PartitionNodeLimit": "the partition has fewer nodes than asked ({asked}): lower trainer.num_nodes "
-    "or pick another hydra.launcher.partition",
-    "PartitionTimeLimit": "hydra.launcher.timeout_min is over the partition's time limit: lower it or "
-    "pick another hydra.launcher.partition",
     "BadConstraints": "no node satisfies hydra.launcher.constraint: fix or drop it",
     "InvalidAccount": "hydra.launcher.account is not valid on this cluster",
     "InvalidQOS": "hydra.launcher.qos is not valid on this cluster",
 }
+# trainer settings a SLURM sweep asks resources for, once for all its jobs
+RESOURCE_KEYS = ("trainer", "trainer.devices", "trainer.num_nodes", "trainer.accelerator")
 # seconds a finished job's result file may lag behind squeue (a shared file system)
-RESULT_GRACE_S = 15.0
+RESULT_GRACE_S = 5.0
+# seconds a submitted job may stay unlisted by squeue before it counts as lost
+UNLISTED_S = 300.0
 
 
 def in_slurm_task() -> bool:
-    """Whether this process is a task that SLURM started (srun/sbatch), not a login-node process."""
-    return "SLURM_JOB_ID" in os.environ and "SLURM_PROCID" in os.environ
+    """Whether this process is a task of a job this launcher submitted (submitit on SLURM).
+
+    Not a plain sbatch script or an interactive srun shell: those keep Lightning's own behaviour.
+    """
+    return os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and "SLURM_PROCID" in os.environ
 
 
 def task_plugins() -> list[Any]:
@@ -83,11 +86,19 @@ def task_plugins() -> list[Any]:
 
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")
     if cpus and cpus.isdigit() and "OMP_NUM_THREADS" not in os.environ:
-        os.environ["OMP_NUM_THREADS"] = cpus
-        torch.set_num_threads(int(cpus))
+        threads = max(1, min(int(cpus), _cores()))  # a task bound to fewer cores gets no more threads
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
     if not SLURMEnvironment.detect():
         return []
     return [SLURMEnvironment(auto_requeue=False)]
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
 
 
 def slurm_job_id() -> str:
@@ -110,6 +121,9 @@ class SweepJob:
     handle: Any
     state: str = "SUBMITTED"
     reason: str = ""
+    restarts: int = 0
+    started: bool = False
+    submitted_at: float = field(default_factory=time.monotonic)
     ended_at: float | None = None
     result: JobReturn | None = None
     error: str = ""
@@ -119,25 +133,24 @@ class SweepJob:
         return str(self.handle.job_id)
 
     def result_ready(self) -> bool:
-        return bool(self.handle.task(0).paths.result_pickle.exists())
+        paths = self.handle.task(0).paths
+        # a chmod refreshes a network file system's cached view of the folder (as submitit does)
+        with contextlib.suppress(OSError):
+            paths.folder.chmod(paths.folder.stat().st_mode)
+        return bool(paths.result_pickle.exists())
 
 
-def queue_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str, str]] | None:
-    """squeue's (state, reason, nodes) of each job or array element; None when squeue did not answer.
-
-    Jobs SLURM has already forgotten (finished longer ago than MinJobAge) are absent.
+def queue_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str, str, int]] | None:
+    """squeue's (state, reason, nodes, restarts) of each job or array element; None when squeue
+    did not answer. Jobs SLURM has already forgotten (finished before MinJobAge) are absent.
     """
     ids = sorted({job_id.split("_")[0] for job_id in job_ids})
-    cmd = [
-        "squeue",
-        "--noheader",
-        "--array",
-        "--states=all",
-        f"--jobs={','.join(ids)}",
-        "--format=%i|%T|%r|%N",
-    ]
+    cmd = ["squeue", "--noheader", "--array", "--states=all", f"--jobs={','.join(ids)}"]
+    cmd.append("--Format=JobArrayID:|,State:|,Reason:|,NodeList:|,RestartCnt:|")
+    # SQUEUE_USERS, SQUEUE_PARTITION, ... in the user's environment would hide the sweep's jobs
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQUEUE_")}
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
     except (OSError, subprocess.SubprocessError):
         return None
     if proc.returncode != 0:
@@ -145,9 +158,10 @@ def queue_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str, str]] | No
         return {} if "Invalid job id" in proc.stderr else None
     states = {}
     for line in proc.stdout.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) == 4:
-            states[parts[0]] = (parts[1], parts[2], parts[3])
+        parts = [part.strip() for part in line.split("|")]
+        if len(parts) >= 5:
+            restarts = int(parts[4]) if parts[4].isdigit() else 0
+            states[parts[0]] = (parts[1], parts[2], parts[3], restarts)
     return states
 
 
@@ -184,6 +198,9 @@ def _executor(params: dict[str, Any]) -> Any:
             f"hydra/launcher=slurm found no SLURM here ({str(exc).splitlines()[0]}): submit from a "
             "cluster's login node, or start a one-node cluster on this machine: scripts/slurm-local.sh up"
         ) from None
+    if params.get("cpus_per_task"):
+        # srun does not pass sbatch's --cpus-per-task on to the tasks since SLURM 22.05
+        params.setdefault("srun_args", [f"--cpus-per-task={params['cpus_per_task']}"])
     executor.update_parameters(**{k if k in shared else f"slurm_{k}": v for k, v in params.items()})
     return executor
 
@@ -240,14 +257,15 @@ def launch_sweep(
 ) -> list[JobReturn]:
     """Submit the jobs, watch them until each has a result or has ended, return their JobReturns.
 
-    A job that ends without a result returns None (what a failed job of `keep_sweeping` returns:
-    Optuna records a failed trial) and gets a failed `job_status.json`, so the sweep goes on.
-    A job SLURM can never start cancels the whole array: exit status 1 and the fix in one line.
-    Ctrl-C stops watching and leaves the jobs running.
+    A job that failed, or ended without a result, returns None (what a failed job of
+    `keep_sweeping` returns: Optuna records a failed trial) with a failed `job_status.json`, so the
+    sweep goes on. A job SLURM can never start cancels the array: exit status 1 and the fix in one
+    line. Ctrl-C stops watching and leaves the jobs running.
     """
     from lightsuite.errors import exit_on_user_error
 
     with exit_on_user_error():
+        check_sweep(launcher.params, job_overrides)
         jobs = submit(launcher, job_overrides, initial_job_idx)
         try:
             watch(jobs, launcher.params, launcher.config.get("optimized_metric"))
@@ -259,12 +277,43 @@ def launch_sweep(
                 err=True,
             )
             raise SystemExit(130) from None
-    returns = []
-    for job in jobs:
-        if job.result is None:
-            job.result = _failed_return(launcher, job)
-        returns.append(job.result)
+        returns = [job.result if job.result is not None else _failed_return(launcher, job) for job in jobs]
+    for ret in returns:
+        if ret.status == JobStatus.FAILED:
+            # an exception the job did not turn into a user error (its traceback is in the job's log
+            # and its job_status.json says failed): fail this job, not the sweep
+            ret.status = JobStatus.COMPLETED
+            ret.return_value = None
     return returns
+
+
+def check_sweep(params: dict[str, Any], job_overrides: Sequence[Sequence[str]]) -> None:
+    """Refuse, before submitting, a sweep that cannot work on SLURM as configured.
+
+    The launcher asks SLURM for one set of resources, resolved from the sweep's config: a job of a
+    sweep over `trainer.devices` would get the first value's tasks and fail inside Lightning. And a
+    time-limit signal due before the job starts would requeue every job at once.
+    """
+    timeout_s = 60 * (params.get("timeout_min") or 0)
+    delay_s = params.get("signal_delay_s") or 0
+    if timeout_s and delay_s >= timeout_s:
+        raise ConfigError(
+            f"hydra.launcher.signal_delay_s={delay_s} is not shorter than timeout_min "
+            f"({timeout_s // 60} min): every job would be signalled to requeue at once; lower it"
+        )
+    seen: dict[str, set[str]] = {}
+    for overrides in job_overrides:
+        for override in overrides:
+            key, _, value = override.partition("=")
+            if key.lstrip("+~") in RESOURCE_KEYS:
+                seen.setdefault(key.lstrip("+~"), set()).add(value)
+    varying = {key: values for key, values in seen.items() if len(values) > 1}
+    if varying:
+        key, values = next(iter(varying.items()))
+        raise ConfigError(
+            f"{key} differs between the jobs of this sweep ({', '.join(sorted(values))}), but a SLURM "
+            f"sweep asks for one set of resources: run one sweep per value of {key}"
+        )
 
 
 def watch(
@@ -273,32 +322,36 @@ def watch(
     """Poll result files every `poll_s` and squeue every few seconds until every job is settled."""
     start = time.monotonic()
     last_queue = float("-inf")
-    silent_since: float | None = None
+    silent = False
     while True:
+        for job in jobs:
+            if job.result is None and job.result_ready():
+                _collect(job, objective)
         waiting = [job for job in jobs if job.result is None and not _given_up(job)]
         if not waiting:
             return
-        for job in waiting:
-            if job.result_ready():
-                try:
-                    job.result = job.handle.task(0).result()
-                    _settled(job, objective)
-                except Exception as exc:  # the job failed outside Hydra's job runner (submitit's trace)
-                    job.state, job.ended_at = "FAILED", float("-inf")
-                    job.error = str(exc).splitlines()[0]
         now = time.monotonic()
         # every 2 s for the first two minutes, then every 15 s: polite to a busy controller
         if now - last_queue >= (2.0 if now - start < 120 else 15.0):
             last_queue = now
             states = queue_states([job.slurm_id for job in waiting])
-            if states is None:
-                if silent_since is None:
-                    silent_since = now
-                    _say("slurm: squeue does not answer; waiting for the jobs' result files", err=True)
-            else:
-                silent_since = None
-                _update(waiting, states, params, now)
+            if states is None and not silent:
+                _say("slurm: squeue does not answer; waiting for the jobs' result files", err=True)
+            silent = states is None
+            if states is not None:
+                _update(jobs, waiting, states, params, now)
         time.sleep(poll_s)
+
+
+def _collect(job: SweepJob, objective: str | None) -> None:
+    try:
+        job.result = job.handle.task(0).result()
+    except Exception as exc:  # the job failed outside Hydra's job runner: the trace's last line
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.startswith("-")]
+        job.error = next((line for line in reversed(lines) if not line.startswith("You can check")), "")
+        job.state, job.ended_at = "FAILED", float("-inf")
+        return
+    _settled(job, objective)
 
 
 def _given_up(job: SweepJob) -> bool:
@@ -306,36 +359,48 @@ def _given_up(job: SweepJob) -> bool:
 
 
 def _update(
-    waiting: list[SweepJob], states: dict[str, tuple[str, str, str]], params: dict[str, Any], now: float
+    jobs: list[SweepJob],
+    waiting: list[SweepJob],
+    states: dict[str, tuple[str, str, str, int]],
+    params: dict[str, Any],
+    now: float,
 ) -> None:
     for job in waiting:
-        if job.result is not None:
-            continue
-        state, reason, nodes = states.get(job.slurm_id, ("GONE", "", ""))
-        if state == "GONE" and job.state == "SUBMITTED":
-            continue  # not listed yet
+        if job.slurm_id not in states:
+            if job.state == "SUBMITTED" and now - job.submitted_at < UNLISTED_S:
+                continue  # not listed yet
+            state, reason, nodes, restarts = "GONE", "", "", job.restarts
+        else:
+            state, reason, nodes, restarts = states[job.slurm_id]
+        if restarts > job.restarts:
+            _say(f"slurm: job {job.number} ({job.slurm_id}) requeued (restart {restarts})")
         if (state, reason) != (job.state, job.reason) and state not in QUIET_STATES:
-            requeued = "requeued, " if state == "PENDING" and job.state in ("RUNNING", "COMPLETING") else ""
-            _say(f"slurm: job {job.number} ({job.slurm_id}) {requeued}{_shown(state, reason, nodes)}")
-        job.state, job.reason = state, reason
-        if state == "PENDING" and reason in HOPELESS:
+            _say(f"slurm: job {job.number} ({job.slurm_id}) {_shown(state, reason, nodes)}")
+        job.state, job.reason, job.restarts = state, reason, restarts
+        job.started = job.started or state == "RUNNING"
+        if state in FINAL_STATES or state == "GONE":
+            job.ended_at = job.ended_at or now
+        else:
+            job.ended_at = None  # requeued after a final state (a node failure, a requeue by hand)
+        if state == "PENDING" and reason in HOPELESS and not any(other.started for other in jobs):
             _cancel(job)
             raise ConfigError(
                 f"SLURM can never start job {job.number} ({job.slurm_id}, pending: {reason}): "
                 + HOPELESS[reason].format(asked=_asked(params))
-                + "; the sweep's jobs were cancelled"
+                + "; the sweep's pending jobs were cancelled"
             )
-        if state in FINAL_STATES or state == "GONE":
-            job.ended_at = job.ended_at or now
 
 
 def _shown(state: str, reason: str, nodes: str) -> str:
     if state == "GONE":
-        return "is no longer listed by squeue"
+        return "is not listed by squeue (any more)"
     if state == "PENDING" and reason and reason != "None":
-        return f"PENDING ({reason})"
+        held = " (scontrol release it)" if "held" in reason.lower() else ""
+        return f"PENDING ({reason}){held}"
     if state == "RUNNING" and nodes:
         return f"RUNNING on {nodes}"
+    if state in ("REQUEUE_HOLD", "SPECIAL_EXIT"):
+        return f"{state} (held: scontrol release it)"
     return state
 
 
@@ -356,30 +421,29 @@ def _settled(job: SweepJob, objective: str | None) -> None:
 
 
 def _cancel(job: SweepJob) -> None:
+    """Cancel the pending elements of the job's array (a running one is left alone)."""
     array = job.slurm_id.split("_")[0]
-    subprocess.run(["scancel", array], capture_output=True, timeout=60, check=False)
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(["scancel", "--state=PENDING", array], capture_output=True, timeout=60, check=False)
 
 
 def _failed_return(launcher: Any, job: SweepJob) -> JobReturn:
-    """The JobReturn of a job that ended without a result, after writing its failed status."""
-    from lightsuite.utils.sweeps import record_job_status
+    """The JobReturn of a job that ended without a result, after recording it as failed."""
+    from lightsuite.utils.sweeps import STATUS_FILE, _direction, record_job_status, write_summary
 
     log = job.handle.task(0).paths.stderr
     error = job.error or f"SLURM job {job.slurm_id} ended {job.state} without a result"
     error = f"{error}; its log: {log}"
     run_dir = _run_dir(launcher, job)
     _say(f"error: job {job.number}: {error}", err=True)
-    record_job_status(
-        run_dir,
-        {
-            "job": job.number,
-            "overrides": list(job.overrides),
-            "status": "failed",
-            "objective": None,
-            "run_dir": str(run_dir),
-            "error": error,
-        },
-    )
+    recorded = {}
+    with contextlib.suppress(OSError, ValueError):
+        recorded = json.loads((run_dir / STATUS_FILE).read_text())
+    if recorded.get("status") != "completed":  # the job's own word wins over a missing result file
+        record = {"job": job.number, "overrides": list(job.overrides), "status": "failed"}
+        record_job_status(run_dir, {**record, "objective": None, "run_dir": str(run_dir), "error": error})
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    write_summary(sweep_dir, launcher.config.get("optimized_metric"), _direction(launcher.config))
     ret = JobReturn(overrides=list(job.overrides), status=JobStatus.COMPLETED)
     ret.return_value = None
     return ret

@@ -24,7 +24,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lightsuite.errors import RunInterrupted, user_error
+from lightsuite.errors import RunInterrupted, UserExit
 from lightsuite.utils.launch import SWEEP_RANK, in_multirun, release_launch
 
 STATUS_FILE = "job_status.json"
@@ -46,7 +46,7 @@ def _fail_job(error: str | None) -> None:
 def keep_sweeping(main: Callable[[DictConfig], float | None]) -> Callable[[DictConfig], float | None]:
     """Under `-m`, a job's user error or non-finite objective fails that job only.
 
-    The entry point turns user errors into `SystemExit(1)`, which Hydra's job runner does not catch:
+    The entry point turns user errors into `UserExit(1)`, which Hydra's job runner does not catch:
     one bad trial would end the whole sweep. Here the job returns None instead (Optuna records the
     trial as failed, as it does for a NaN it could not rank) and `job_status.json` says why.
     An interrupt is not a failure of the job: Ctrl-C ends the sweep, and a SLURM job stopped for a
@@ -62,13 +62,12 @@ def keep_sweeping(main: Callable[[DictConfig], float | None]) -> Callable[[DictC
             return main(cfg)
         try:
             value = main(cfg)
-        except SystemExit as exc:
-            err = user_error(exc.__context__) if exc.__context__ is not None else None
-            if exc.code in (0, None) or err is None or isinstance(err, RunInterrupted):
+        except UserExit as exc:
+            if isinstance(exc.error, RunInterrupted):
                 # Ctrl-C ends the sweep; in a SLURM job, a stop (requeue, preemption, time limit)
                 # must end the process without a result, so the launcher waits for the requeued run
                 raise
-            _fail_job(str(err))
+            _fail_job(str(exc.error))
             return None
         if value is not None and not math.isfinite(value):
             _fail_job(f"{cfg.get('optimized_metric')} is {value}")
@@ -84,10 +83,8 @@ def _extra_rank(main: Callable[[DictConfig], float | None], cfg: DictConfig) -> 
     here would make Lightning's process observer kill rank 0, and with it the whole sweep."""
     try:
         return main(cfg)
-    except SystemExit as exc:
-        if exc.code not in (0, None) and exc.__context__ is not None and user_error(exc.__context__):
-            raise SystemExit(0) from None
-        raise
+    except UserExit:
+        raise SystemExit(0) from None
 
 
 def sweep_id() -> str | None:
