@@ -17,6 +17,14 @@ from lightsuite import CONFIG_DIR
 
 # quiet, fast runs: no redraws, no model summary, one thread per rank
 FAST = ["callbacks.rich_progress_bar=null", "callbacks.rich_model_summary=null"]
+# one epoch of two training batches, one validation and one test batch, no sanity check
+ONE_TINY_EPOCH = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "+trainer.num_sanity_val_steps=0",
+]
 
 
 @pytest.fixture

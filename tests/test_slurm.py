@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import FAST
+from conftest import FAST, ONE_TINY_EPOCH
 
 HERE = Path(__file__).parent
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -32,13 +32,7 @@ JOB = [
     "trainer=ddp_cpu",
     "+callbacks.record._target_=scale_helpers.RecordRanks",
 ]
-TINY = [
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "+trainer.num_sanity_val_steps=0",
-]
+TINY = ONE_TINY_EPOCH
 BANNER = re.compile(r"^rank (\d)/2 \((\w+), (\d+) threads\): (.*); config (\w+)$", re.M)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import submitit
-from conftest import FAST, run_cli
+from conftest import FAST, ONE_TINY_EPOCH, run_cli
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
@@ -18,14 +18,7 @@ import lightsuite.utils.launch  # noqa: F401  (registers the gpus_per_node resol
 from lightsuite import CONFIG_DIR
 
 HERE = Path(__file__).parent
-TINY = [
-    *FAST,
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "+trainer.num_sanity_val_steps=0",
-]
+TINY = [*FAST, *ONE_TINY_EPOCH]
 ENV = {"OMP_NUM_THREADS": "1"}
 
 

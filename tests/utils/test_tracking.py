@@ -7,19 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAST, run_cli
+from conftest import FAST, ONE_TINY_EPOCH, run_cli
 from wandb_records import read_records
 
 from lightsuite.train import train
 
-TINY = [
-    *FAST,
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "+trainer.num_sanity_val_steps=0",
-]
+TINY = [*FAST, *ONE_TINY_EPOCH]
 
 
 def _run_file(job_dir: Path) -> list:
