@@ -107,7 +107,7 @@ ReturnToService=2
 SchedulerType=sched/builtin
 JobRequeue=1
 # seconds between SIGTERM and SIGKILL when a job is cancelled, requeued or out of time
-KillWait=10
+KillWait=5
 # finished jobs stay visible to squeue/scontrol this long (there is no accounting database)
 MinJobAge=600
 AccountingStorageType=accounting_storage/none
