@@ -209,6 +209,11 @@ def _submission_error(exc: BaseException) -> ConfigError:
     """sbatch's own words for a refused submission, without submitit's wrapping."""
     lines = [line.strip() for line in str(exc).splitlines()]
     said = [line for line in lines if "error:" in line] or [line for line in lines if line][-1:]
+    if "Unable to contact slurm controller" in str(exc):
+        return ConfigError(
+            f"SLURM's controller does not answer ({' '.join(said)}): check that the cluster is up "
+            "(sinfo); on this machine, start one with scripts/slurm-local.sh up"
+        )
     return ConfigError(
         f"SLURM refused the sweep: {' '.join(said)}; check hydra.launcher.partition, account, qos and "
         "the resources asked (hydra.launcher.*, trainer.devices, trainer.num_nodes)"
