@@ -159,6 +159,7 @@ down() {
   need_root "stopping ${ours[*]}"
   if running slurmctld && answers; then
     squeue -h -o %i 2>/dev/null | xargs -r scancel >/dev/null 2>&1 || true # no job outlives its cluster
+    for _ in $(seq 30); do [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break; sleep 0.5; done
   fi
   for daemon in "${ours[@]}"; do
     local pid

@@ -163,6 +163,9 @@ def test_multirun_jobs_run_as_two_slurm_tasks_and_failures_are_reported(cluster,
         "1",
         "2",
     ]
+    # srun gets each task's CPUs (it no longer inherits sbatch's --cpus-per-task)
+    (script,) = (sweep / ".submitit").glob("*/*_submission.sh")
+    assert re.search(r"^srun .*--cpus-per-task=1 ", script.read_text(), re.M), script.read_text()
     # the launcher's output stays readable on a cluster without accounting (no sacct warnings)
     assert "sacct" not in out + err
     assert re.search(rf"^slurm: job 0 \({array}_0\) completed, val/acc_best=", out, re.M), out
@@ -241,7 +244,7 @@ def test_a_job_slurm_can_never_start_is_refused_in_one_line(cluster, tmp_path):
     assert len(lines) == 1 and "PartitionConfig" in lines[0] and "cpus_per_task" in lines[0], err
     assert "Traceback" not in err
     array = _array(tmp_path / "sweep", deadline_s=1)
-    queued = subprocess.run(["squeue", "-h", "-j", array], capture_output=True, text=True).stdout
+    queued = subprocess.run(["squeue", "-h", "-j", array], capture_output=True, text=True, check=True).stdout
     assert queued.strip() == "", f"jobs left in the queue: {queued}"
 
 

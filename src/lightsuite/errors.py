@@ -96,6 +96,9 @@ class UserExit(SystemExit):
         super().__init__(getattr(error, "exit_code", 1))
         self.error = error
 
+    def __reduce__(self) -> tuple:
+        return type(self), (self.error,)
+
 
 def log_to_job_files(message: str, exc: BaseException | None = None) -> None:
     """Record an error in the run's log file (Hydra's `<run dir>/<job name>.log`) only.

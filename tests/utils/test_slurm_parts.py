@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import csv
+import pickle
 
 import pytest
 import pytorch_lightning as pl
 import torch
 from conftest import FAST, run_cli
 from lightning_fabric.plugins.environments import SLURMEnvironment
+from omegaconf import OmegaConf
 from pytorch_lightning.loggers import CSVLogger
 
-from lightsuite.errors import ConfigError, UserExit, exit_on_user_error
+from lightsuite.errors import ConfigError, DivergedError, UserExit, exit_on_user_error
+from lightsuite.utils import sweeps
 from lightsuite.utils.callbacks import ThrottledRichProgressBar
 from lightsuite.utils.resume import keep_logged_epochs
 from lightsuite.utils.slurm import _executor, check_sweep, task_plugins
@@ -108,12 +111,37 @@ def test_a_resumed_csv_log_keeps_the_epochs_its_checkpoint_holds(tmp_path):
     ]
 
 
-def test_a_file_error_reaches_the_sweep_as_the_error_reported():
-    # a sweep records this error as the job's failure; before, only errors raised as such did
-    with pytest.raises(UserExit) as info, exit_on_user_error():
-        raise PermissionError(13, "Permission denied", "/data/cifar")
-    assert info.value.code == 1
-    assert isinstance(info.value.error, ConfigError) and "/data/cifar" in str(info.value.error)
+@pytest.mark.parametrize(
+    ("raised", "recorded"),
+    [
+        (PermissionError(13, "Permission denied", "/data/cifar"), "cannot use /data/cifar"),
+        (DivergedError("train/loss became nan in epoch 0"), "train/loss became nan"),
+        (ConfigError("task.optimizer.lr='abc' is not a float"), "is not a float"),
+    ],
+)
+def test_a_jobs_user_error_fails_that_job_and_the_sweep_goes_on(monkeypatch, raised, recorded):
+    # a file error used to end the whole sweep: only errors raised as user errors were recorded
+    monkeypatch.setattr(sweeps, "in_multirun", lambda: True)
+
+    def main(cfg):
+        with exit_on_user_error():
+            raise raised
+
+    assert sweeps.keep_sweeping(main)(OmegaConf.create({})) is None
+    assert recorded in sweeps._failure["error"]
+
+
+def test_ctrl_c_in_a_job_ends_the_sweep_with_status_130(monkeypatch):
+    monkeypatch.setattr(sweeps, "in_multirun", lambda: True)
+
+    def main(cfg):
+        with exit_on_user_error():
+            raise KeyboardInterrupt
+
+    with pytest.raises(UserExit) as info:
+        sweeps.keep_sweeping(main)(OmegaConf.create({}))
+    assert info.value.code == 130
+    assert pickle.loads(pickle.dumps(info.value)).code == 130
 
 
 def test_a_slurm_sweep_over_its_resources_is_refused_before_submitting(tmp_path):

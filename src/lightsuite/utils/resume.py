@@ -36,20 +36,21 @@ def keep_logged_epochs(loggers: list[Logger], epoch: int) -> None:
         if not isinstance(lg, CSVLogger):
             continue
         path = Path(lg.log_dir) / "metrics.csv"
-        if not path.is_file():
+        tmp = path.with_name(path.name + ".kept")
+        source = path if path.is_file() else tmp  # a resume killed while it rewrote the file
+        if not source.is_file():
             continue
-        with path.open(newline="") as f:
+        with source.open(newline="") as f:
             reader = csv.DictReader(f)
-            header, rows = list(reader.fieldnames or []), list(reader)
+            header, rows = sorted(reader.fieldnames or []), list(reader)
         done = [i for i, row in enumerate(rows) if row.get("epoch") and float(row["epoch"]) <= epoch]
-        kept = rows[: done[-1] + 1] if done else []
-        writer = lg.experiment  # starting the writer deletes the file: write the kept rows back
-        writer.metrics_keys = sorted(header)  # the column order the writer appends in
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", newline="") as f:
-            out = csv.DictWriter(f, fieldnames=writer.metrics_keys)
-            out.writeheader()
-            out.writerows(kept)
+        if source == path:
+            with tmp.open("w", newline="") as f:
+                out = csv.DictWriter(f, fieldnames=header)  # the column order the writer appends in
+                out.writeheader()
+                out.writerows(rows[: done[-1] + 1] if done else [])
+        writer = lg.experiment  # starting the writer deletes metrics.csv: the kept rows replace it
+        writer.metrics_keys = header
         tmp.replace(path)
 
 

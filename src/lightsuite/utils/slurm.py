@@ -60,8 +60,12 @@ HOPELESS = {
 }
 # trainer settings a SLURM sweep asks resources for, once for all its jobs
 RESOURCE_KEYS = ("trainer", "trainer.devices", "trainer.num_nodes", "trainer.accelerator")
-# seconds a finished job's result file may lag behind squeue (a shared file system)
-RESULT_GRACE_S = 5.0
+# seconds a finished job's result file may lag behind squeue (a shared file system; submitit waits
+# 15 s too), and after a kill, which leaves no result to wait for (a job killed as it finished:
+# its result was written before the kill)
+RESULT_GRACE_S = 15.0
+KILLED_GRACE_S = 5.0
+KILLED_STATES = {"BOOT_FAIL", "CANCELLED", "DEADLINE", "NODE_FAIL", "OUT_OF_MEMORY", "TIMEOUT"}
 # seconds a submitted job may stay unlisted by squeue before it counts as lost
 UNLISTED_S = 300.0
 
@@ -123,6 +127,8 @@ class SweepJob:
     reason: str = ""
     restarts: int = 0
     started: bool = False
+    ended_polls: int = 0
+    collected: bool = False
     submitted_at: float = field(default_factory=time.monotonic)
     ended_at: float | None = None
     result: JobReturn | None = None
@@ -198,10 +204,14 @@ def _executor(params: dict[str, Any]) -> Any:
             f"hydra/launcher=slurm found no SLURM here ({str(exc).splitlines()[0]}): submit from a "
             "cluster's login node, or start a one-node cluster on this machine: scripts/slurm-local.sh up"
         ) from None
-    if params.get("cpus_per_task"):
+    srun_args = list(params.get("srun_args") or [])
+    if params.get("cpus_per_task") and not any(a.startswith(("-c", "--cpus-per-task")) for a in srun_args):
         # srun does not pass sbatch's --cpus-per-task on to the tasks since SLURM 22.05
-        params.setdefault("srun_args", [f"--cpus-per-task={params['cpus_per_task']}"])
-    executor.update_parameters(**{k if k in shared else f"slurm_{k}": v for k, v in params.items()})
+        params["srun_args"] = [*srun_args, f"--cpus-per-task={params['cpus_per_task']}"]
+    try:
+        executor.update_parameters(**{k if k in shared else f"slurm_{k}": v for k, v in params.items()})
+    except (NameError, AssertionError, ValueError, TypeError) as exc:  # submitit's checks
+        raise ConfigError(f"hydra.launcher: {' '.join(str(exc).split())[:400]}") from None
     return executor
 
 
@@ -330,7 +340,7 @@ def watch(
     silent = False
     while True:
         for job in jobs:
-            if job.result is None and job.result_ready():
+            if not job.collected and job.result_ready():
                 _collect(job, objective)
         waiting = [job for job in jobs if job.result is None and not _given_up(job)]
         if not waiting:
@@ -349,18 +359,24 @@ def watch(
 
 
 def _collect(job: SweepJob, objective: str | None) -> None:
+    job.collected = job.started = True
     try:
         job.result = job.handle.task(0).result()
     except Exception as exc:  # the job failed outside Hydra's job runner: the trace's last line
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.startswith("-")]
-        job.error = next((line for line in reversed(lines) if not line.startswith("You can check")), "")
-        job.state, job.ended_at = "FAILED", float("-inf")
+        lines = [line.strip() for line in str(exc).splitlines()]
+        lines = [line for line in lines if line and not line.startswith(("-", "You can check"))]
+        job.error = lines[-1] if lines else "failed outside Hydra's job runner"
+        job.state, job.ended_at, job.ended_polls = "FAILED", float("-inf"), 2
         return
     _settled(job, objective)
 
 
 def _given_up(job: SweepJob) -> bool:
-    return job.ended_at is not None and time.monotonic() - job.ended_at > RESULT_GRACE_S
+    """Ended in two squeue answers in a row, and longer ago than its result file may lag."""
+    if job.ended_at is None or job.ended_polls < 2:
+        return False
+    grace = KILLED_GRACE_S if job.state in KILLED_STATES else RESULT_GRACE_S
+    return time.monotonic() - job.ended_at > grace
 
 
 def _update(
@@ -382,11 +398,13 @@ def _update(
         if (state, reason) != (job.state, job.reason) and state not in QUIET_STATES:
             _say(f"slurm: job {job.number} ({job.slurm_id}) {_shown(state, reason, nodes)}")
         job.state, job.reason, job.restarts = state, reason, restarts
-        job.started = job.started or state == "RUNNING"
+        job.started = job.started or state in ("RUNNING", "COMPLETING") or state in FINAL_STATES
         if state in FINAL_STATES or state == "GONE":
             job.ended_at = job.ended_at or now
+            job.ended_polls += 1
         else:
-            job.ended_at = None  # requeued after a final state (a node failure, a requeue by hand)
+            # requeued after a final state (a node failure, a requeue by hand)
+            job.ended_at, job.ended_polls = None, 0
         if state == "PENDING" and reason in HOPELESS and not any(other.started for other in jobs):
             _cancel(job)
             raise ConfigError(
@@ -436,21 +454,26 @@ def _failed_return(launcher: Any, job: SweepJob) -> JobReturn:
     """The JobReturn of a job that ended without a result, after recording it as failed."""
     from lightsuite.utils.sweeps import STATUS_FILE, _direction, record_job_status, write_summary
 
+    if not job.collected and job.result_ready():  # a last look, after the grace
+        _collect(job, launcher.config.get("optimized_metric"))
+        if job.result is not None:
+            return job.result
     log = job.handle.task(0).paths.stderr
     error = job.error or f"SLURM job {job.slurm_id} ended {job.state} without a result"
     error = f"{error}; its log: {log}"
     run_dir = _run_dir(launcher, job)
-    _say(f"error: job {job.number}: {error}", err=True)
     recorded = {}
     with contextlib.suppress(OSError, ValueError):
         recorded = json.loads((run_dir / STATUS_FILE).read_text())
-    if recorded.get("status") != "completed":  # the job's own word wins over a missing result file
+    completed = recorded.get("status") == "completed"  # the job's own word wins over a lost result
+    if not completed:
+        _say(f"error: job {job.number}: {error}", err=True)
         record = {"job": job.number, "overrides": list(job.overrides), "status": "failed"}
         record_job_status(run_dir, {**record, "objective": None, "run_dir": str(run_dir), "error": error})
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
     write_summary(sweep_dir, launcher.config.get("optimized_metric"), _direction(launcher.config))
     ret = JobReturn(overrides=list(job.overrides), status=JobStatus.COMPLETED)
-    ret.return_value = None
+    ret.return_value = recorded.get("objective") if completed else None
     return ret
 
 

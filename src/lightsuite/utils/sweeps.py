@@ -13,6 +13,7 @@ import json
 import math
 import os
 import secrets
+import socket
 import string
 import sys
 from collections.abc import Callable
@@ -226,7 +227,7 @@ def write_summary(sweep_dir: Path, objective: str | None, direction: str = "maxi
     sweep_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write(sweep_dir / f"{SUMMARY}.json", json.dumps(summary, indent=2) + "\n")
     rows = [{**job, "overrides": " ".join(job["overrides"])} for job in jobs]
-    tmp = sweep_dir / f"{SUMMARY}.csv.tmp"
+    tmp = sweep_dir / f"{SUMMARY}.csv.{socket.gethostname()}.{os.getpid()}.tmp"
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, ["job", "status", "objective", "overrides", "run_dir", "error"])
         writer.writeheader()
@@ -236,6 +237,7 @@ def write_summary(sweep_dir: Path, objective: str | None, direction: str = "maxi
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    # a name of its own per writer: jobs of an array and the launcher may write the summary at once
+    tmp = path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
