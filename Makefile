@@ -26,7 +26,10 @@ dev: $(VENV)/.installed-dev
 train: install
 	$(BIN)/lightsuite-train $(ARGS)
 
+# most tests start the entry points in fresh processes: compile the package once for all of them
+# (where PYTHONDONTWRITEBYTECODE is set, each process would compile it again)
 test: dev
+	$(BIN)/python -m compileall -q src
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: dev
