@@ -34,6 +34,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf, open_dict
 
 from lightsuite.errors import ConfigError
+from lightsuite.utils.launch import cpu_count
 
 # squeue states after which a job never runs again; every other state may still lead to a result
 FINAL_STATES = {
@@ -90,19 +91,12 @@ def task_plugins() -> list[Any]:
 
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")
     if cpus and cpus.isdigit() and "OMP_NUM_THREADS" not in os.environ:
-        threads = max(1, min(int(cpus), _cores()))  # a task bound to fewer cores gets no more threads
+        threads = max(1, min(int(cpus), cpu_count()))  # a task bound to fewer cores gets no more threads
         os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
     if not SLURMEnvironment.detect():
         return []
     return [SLURMEnvironment(auto_requeue=False)]
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
 
 
 def slurm_job_id() -> str:
