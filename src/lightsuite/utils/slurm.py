@@ -8,6 +8,9 @@ watches it with `squeue` (finished jobs stay listed for the cluster's MinJobAge)
 change, a one-line refusal of a job SLURM can never start, and a job that ends without a result
 recorded as failed in the sweep summary while the others complete.
 
+What the watcher decides from what it sees (squeue's rows, result files, the time) is a plain
+function, `slurm_watch.advance`; here is the looking, printing and cancelling around it.
+
 Job side: each SLURM task is one DDP rank (Lightning's SLURMEnvironment: nothing re-runs the
 command line). submitit owns requeueing (it signals before the time limit; `scontrol requeue` and
 preemption restart the job), so Lightning's own SLURM requeue handler is switched off, and a task
@@ -35,40 +38,20 @@ from omegaconf import OmegaConf, open_dict
 
 from lightsuite.errors import ConfigError
 from lightsuite.utils.launch import cpu_count
+from lightsuite.utils.slurm_watch import (
+    SQUEUE_FORMAT,
+    Outcome,
+    Row,
+    Watched,
+    advance,
+    failure,
+    given_up,
+    parse_squeue,
+    trace_line,
+)
 
-# squeue states after which a job never runs again; every other state may still lead to a result
-FINAL_STATES = {
-    "BOOT_FAIL",
-    "CANCELLED",
-    "COMPLETED",
-    "DEADLINE",
-    "FAILED",
-    "NODE_FAIL",
-    "OUT_OF_MEMORY",
-    "REVOKED",
-    "TIMEOUT",
-}
-# passing states not worth a line of their own
-QUIET_STATES = {"COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"}
-# pending reasons that no amount of waiting resolves, with the fix (a drained node, a lowered
-# partition limit and the like can pass: those are shown, not refused)
-HOPELESS = {
-    "PartitionConfig": "no node of the partition has what one job asks per node ({asked}): lower "
-    "hydra.launcher.cpus_per_task, mem_gb or trainer.devices, or pick another hydra.launcher.partition",
-    "BadConstraints": "no node satisfies hydra.launcher.constraint: fix or drop it",
-    "InvalidAccount": "hydra.launcher.account is not valid on this cluster",
-    "InvalidQOS": "hydra.launcher.qos is not valid on this cluster",
-}
 # trainer settings a SLURM sweep asks resources for, once for all its jobs
 RESOURCE_KEYS = ("trainer", "trainer.devices", "trainer.num_nodes", "trainer.accelerator")
-# seconds a finished job's result file may lag behind squeue (a shared file system; submitit waits
-# 15 s too), and after a kill, which leaves no result to wait for (a job killed as it finished:
-# its result was written before the kill)
-RESULT_GRACE_S = 15.0
-KILLED_GRACE_S = 5.0
-KILLED_STATES = {"BOOT_FAIL", "CANCELLED", "DEADLINE", "NODE_FAIL", "OUT_OF_MEMORY", "TIMEOUT"}
-# seconds a submitted job may stay unlisted by squeue before it counts as lost
-UNLISTED_S = 300.0
 
 
 def in_slurm_task() -> bool:
@@ -112,21 +95,16 @@ def slurm_job_id() -> str:
 
 @dataclass
 class SweepJob:
-    """One job of the sweep: its number, overrides and submitit handle, and what squeue said last."""
+    """One submitted job: its number, overrides, submitit handle and result, and what is known of it."""
 
     number: int
     overrides: list[str]
     handle: Any
-    state: str = "SUBMITTED"
-    reason: str = ""
-    restarts: int = 0
-    started: bool = False
-    ended_polls: int = 0
-    collected: bool = False
-    submitted_at: float = field(default_factory=time.monotonic)
-    ended_at: float | None = None
     result: JobReturn | None = None
-    error: str = ""
+    seen: Watched = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.seen = Watched(self.number, self.slurm_id, time.monotonic())
 
     @property
     def slurm_id(self) -> str:
@@ -140,13 +118,12 @@ class SweepJob:
         return bool(paths.result_pickle.exists())
 
 
-def queue_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str, str, int]] | None:
-    """squeue's (state, reason, nodes, restarts) of each job or array element; None when squeue
-    did not answer. Jobs SLURM has already forgotten (finished before MinJobAge) are absent.
+def queue_states(job_ids: Sequence[str]) -> dict[str, Row] | None:
+    """squeue's row of each job or array element; None when squeue did not answer. Jobs SLURM has
+    already forgotten (finished before MinJobAge) are absent.
     """
     ids = sorted({job_id.split("_")[0] for job_id in job_ids})
-    cmd = ["squeue", "--noheader", "--array", "--states=all", f"--jobs={','.join(ids)}"]
-    cmd.append("--Format=JobArrayID:|,State:|,Reason:|,NodeList:|,RestartCnt:|")
+    cmd = ["squeue", "--noheader", "--array", "--states=all", f"--jobs={','.join(ids)}", SQUEUE_FORMAT]
     # SQUEUE_USERS, SQUEUE_PARTITION, ... in the user's environment would hide the sweep's jobs
     env = {k: v for k, v in os.environ.items() if not k.startswith("SQUEUE_")}
     try:
@@ -156,13 +133,7 @@ def queue_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str, str, int]]
     if proc.returncode != 0:
         # every id asked for is forgotten: an answer, not a failure
         return {} if "Invalid job id" in proc.stderr else None
-    states = {}
-    for line in proc.stdout.splitlines():
-        parts = [part.strip() for part in line.split("|")]
-        if len(parts) >= 5:
-            restarts = int(parts[4]) if parts[4].isdigit() else 0
-            states[parts[0]] = (parts[1], parts[2], parts[3], restarts)
-    return states
+    return parse_squeue(proc.stdout)
 
 
 def _say(message: str, err: bool = False) -> None:
@@ -332,14 +303,15 @@ def watch(
     start = time.monotonic()
     last_queue = float("-inf")
     silent = False
+    asked = _asked(params)
     while True:
+        now = time.monotonic()
         for job in jobs:
-            if not job.collected and job.result_ready():
-                _collect(job, objective)
-        waiting = [job for job in jobs if job.result is None and not _given_up(job)]
+            if not job.seen.collected and job.result_ready():
+                _collect(job, objective, now)
+        waiting = [job for job in jobs if job.result is None and not given_up(job.seen, now)]
         if not waiting:
             return
-        now = time.monotonic()
         # every 2 s for the first two minutes, then every 15 s: polite to a busy controller
         if now - last_queue >= (2.0 if now - start < 120 else 15.0):
             last_queue = now
@@ -347,94 +319,48 @@ def watch(
             if states is None and not silent:
                 _say("slurm: squeue does not answer; waiting for the jobs' result files", err=True)
             silent = states is None
-            if states is not None:
-                _update(jobs, waiting, states, params, now)
+            refused = _observe(jobs, waiting, states, now, asked) if states is not None else None
+            if refused:
+                _cancel(refused[0])
+                raise ConfigError(refused[1])
         time.sleep(poll_s)
 
 
-def _collect(job: SweepJob, objective: str | None) -> None:
-    job.collected = job.started = True
+def _observe(
+    jobs: list[SweepJob], waiting: list[SweepJob], states: dict[str, Row], now: float, asked: str
+) -> tuple[SweepJob, str] | None:
+    """Give each waiting job its squeue row (`advance` decides): the first job refused and why, if any."""
+    for job in waiting:
+        started = any(other.seen.started for other in jobs)
+        step = advance(job.seen, now, states.get(job.slurm_id), sweep_started=started, asked=asked)
+        job.seen = step.job
+        for line in step.lines:
+            _say(line)
+        if step.refusal:
+            return job, step.refusal
+    return None
+
+
+def _collect(job: SweepJob, objective: str | None, now: float) -> None:
+    """Read a job's result file, and its job_status.json when it holds a result."""
     try:
         job.result = job.handle.task(0).result()
-    except Exception as exc:  # the job failed outside Hydra's job runner: the trace's last line
-        lines = [line.strip() for line in str(exc).splitlines()]
-        lines = [line for line in lines if line and not line.startswith(("-", "You can check"))]
-        job.error = lines[-1] if lines else "failed outside Hydra's job runner"
-        job.state, job.ended_at, job.ended_polls = "FAILED", float("-inf"), 2
-        return
-    _settled(job, objective)
+    except Exception as exc:  # the job failed outside Hydra's job runner
+        outcome = Outcome(error=trace_line(str(exc)))
+    else:
+        outcome = Outcome(status=_job_status(job.result))
+    step = advance(job.seen, now, result=outcome, objective=objective)
+    job.seen = step.job
+    for line in step.lines:
+        _say(line)
 
 
-def _given_up(job: SweepJob) -> bool:
-    """Ended in two squeue answers in a row, and longer ago than its result file may lag."""
-    if job.ended_at is None or job.ended_polls < 2:
-        return False
-    grace = KILLED_GRACE_S if job.state in KILLED_STATES else RESULT_GRACE_S
-    return time.monotonic() - job.ended_at > grace
-
-
-def _update(
-    jobs: list[SweepJob],
-    waiting: list[SweepJob],
-    states: dict[str, tuple[str, str, str, int]],
-    params: dict[str, Any],
-    now: float,
-) -> None:
-    for job in waiting:
-        if job.slurm_id not in states:
-            if job.state == "SUBMITTED" and now - job.submitted_at < UNLISTED_S:
-                continue  # not listed yet
-            state, reason, nodes, restarts = "GONE", "", "", job.restarts
-        else:
-            state, reason, nodes, restarts = states[job.slurm_id]
-        if restarts > job.restarts:
-            _say(f"slurm: job {job.number} ({job.slurm_id}) requeued (restart {restarts})")
-        if (state, reason) != (job.state, job.reason) and state not in QUIET_STATES:
-            _say(f"slurm: job {job.number} ({job.slurm_id}) {_shown(state, reason, nodes)}")
-        job.state, job.reason, job.restarts = state, reason, restarts
-        job.started = job.started or state in ("RUNNING", "COMPLETING") or state in FINAL_STATES
-        if state in FINAL_STATES or state == "GONE":
-            job.ended_at = job.ended_at or now
-            job.ended_polls += 1
-        else:
-            # requeued after a final state (a node failure, a requeue by hand)
-            job.ended_at, job.ended_polls = None, 0
-        if state == "PENDING" and reason in HOPELESS and not any(other.started for other in jobs):
-            _cancel(job)
-            raise ConfigError(
-                f"SLURM can never start job {job.number} ({job.slurm_id}, pending: {reason}): "
-                + HOPELESS[reason].format(asked=_asked(params))
-                + "; the sweep's pending jobs were cancelled"
-            )
-
-
-def _shown(state: str, reason: str, nodes: str) -> str:
-    if state == "GONE":
-        return "is not listed by squeue (any more)"
-    if state == "PENDING" and reason and reason != "None":
-        held = " (scontrol release it)" if "held" in reason.lower() else ""
-        return f"PENDING ({reason}){held}"
-    if state == "RUNNING" and nodes:
-        return f"RUNNING on {nodes}"
-    if state in ("REQUEUE_HOLD", "SPECIAL_EXIT"):
-        return f"{state} (held: scontrol release it)"
-    return state
-
-
-def _settled(job: SweepJob, objective: str | None) -> None:
-    """One line when a job's result is in: its status and objective, as its job_status.json says."""
-    status = {}
-    output_dir = OmegaConf.select(job.result.hydra_cfg, "hydra.runtime.output_dir") if job.result else None
+def _job_status(result: JobReturn | None) -> dict[str, Any]:
+    output_dir = OmegaConf.select(result.hydra_cfg, "hydra.runtime.output_dir") if result else None
     if output_dir:
-        path = Path(output_dir) / "job_status.json"
         with contextlib.suppress(OSError, ValueError):  # not written: the job died in its callback
-            status = json.loads(path.read_text())
-    said = status.get("status", "done")
-    if status.get("objective") is not None:
-        said += f", {objective}={status['objective']:.4g}"
-    elif status.get("error"):
-        said += f": {status['error']}"
-    _say(f"slurm: job {job.number} ({job.slurm_id}) {said}")
+            return json.loads((Path(output_dir) / "job_status.json").read_text())
+    return {}
 
 
 def _cancel(job: SweepJob) -> None:
@@ -448,26 +374,23 @@ def _failed_return(launcher: Any, job: SweepJob) -> JobReturn:
     """The JobReturn of a job that ended without a result, after recording it as failed."""
     from lightsuite.utils.sweeps import STATUS_FILE, _direction, record_job_status, write_summary
 
-    if not job.collected and job.result_ready():  # a last look, after the grace
-        _collect(job, launcher.config.get("optimized_metric"))
+    if not job.seen.collected and job.result_ready():  # a last look, after the grace
+        _collect(job, launcher.config.get("optimized_metric"), time.monotonic())
         if job.result is not None:
             return job.result
-    log = job.handle.task(0).paths.stderr
-    error = job.error or f"SLURM job {job.slurm_id} ended {job.state} without a result"
-    error = f"{error}; its log: {log}"
     run_dir = _run_dir(launcher, job)
     recorded = {}
     with contextlib.suppress(OSError, ValueError):
         recorded = json.loads((run_dir / STATUS_FILE).read_text())
-    completed = recorded.get("status") == "completed"  # the job's own word wins over a lost result
-    if not completed:
+    error = failure(job.seen, recorded, str(job.handle.task(0).paths.stderr))
+    if error is not None:
         _say(f"error: job {job.number}: {error}", err=True)
         record = {"job": job.number, "overrides": list(job.overrides), "status": "failed"}
         record_job_status(run_dir, {**record, "objective": None, "run_dir": str(run_dir), "error": error})
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
     write_summary(sweep_dir, launcher.config.get("optimized_metric"), _direction(launcher.config))
     ret = JobReturn(overrides=list(job.overrides), status=JobStatus.COMPLETED)
-    ret.return_value = recorded.get("objective") if completed else None
+    ret.return_value = recorded.get("objective") if error is None else None
     return ret
 
 
