@@ -11,14 +11,16 @@ from lightsuite.errors import ConfigError
 
 
 class KnownSeries(SeriesDataModule):
-    """y_t = values given; no covariates; times 0..N-1."""
+    """y_t = values given, covariate columns as given (none by default); times 0..N-1."""
 
-    def __init__(self, values: np.ndarray, **kwargs) -> None:
+    def __init__(self, values: np.ndarray, covariates: np.ndarray | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.values = np.asarray(values, dtype=float)
+        self.covariates = np.zeros((len(values), 0)) if covariates is None else np.asarray(covariates, float)
+        self.num_covariates = self.covariates.shape[1]
 
     def load_series(self):
-        return self.values, np.zeros((len(self.values), 0)), np.arange(len(self.values))
+        return self.values, self.covariates, np.arange(len(self.values))
 
 
 def test_windows_of_a_known_series():
@@ -38,18 +40,48 @@ def test_windows_of_a_known_series():
     assert dm.transform.std == pytest.approx(np.arange(14.0).std())
 
 
-def test_no_later_value_leaks_into_the_scaler_or_the_training_windows():
+def test_covariates_enter_lagged_like_the_target_and_over_the_horizon_for_feeding_back():
+    # 20 points: 14 train; lookback 3, horizon 2; covariate 100 + 3t
+    cov = 100.0 + 3 * np.arange(20.0)
+    dm = KnownSeries(
+        np.arange(20.0), cov[:, None], lookback=3, horizon=2, val_fraction=0.1, test_fraction=0.2
+    )
+    assert dm.net_kwargs == {"input_size": 2, "output_size": 2}
+    dm.setup()
+    train_part = cov[:14]
+    assert dm.transform.cov_mean.tolist() == pytest.approx([train_part.mean()])
+    assert dm.transform.cov_std.tolist() == pytest.approx([train_part.std()])
+    test = dm.windows["test"]  # origins 16, 17, 18
+    unscaled = test["x"][..., 1] * train_part.std() + train_part.mean()
+    t = np.array([16, 17, 18])
+    torch.testing.assert_close(unscaled.double(), torch.tensor(cov[t[:, None] + np.arange(-3, 0)]))
+    ahead = test["future"][..., 0] * train_part.std() + train_part.mean()
+    torch.testing.assert_close(ahead.double(), torch.tensor(cov[t[:, None] + np.arange(2)]))
+
+
+@pytest.mark.parametrize("cut", [70, 75, 85], ids=["after_train", "in_val", "in_test"])
+def test_no_later_target_or_covariate_reaches_an_earlier_window_or_the_scaler(cut):
+    """Everything from `cut` on moved by 1000: a window at origin t reads only what precedes t."""
     rng = np.random.default_rng(0)
-    base = rng.normal(size=100)
-    changed = base.copy()
-    changed[70:] += 1000.0  # everything after the training segment
-    a, b = (KnownSeries(v, lookback=8, horizon=3, log=False, difference=True) for v in (base, changed))
+    base, cov = rng.normal(size=100), rng.normal(size=(100, 2))
+    later = (np.arange(100) >= cut)[:, None]
+    a, b = (
+        KnownSeries(v, c, lookback=8, horizon=3, difference=True)
+        for v, c in ((base, cov), (base + 1000.0 * later[:, 0], cov + 1000.0 * later))
+    )
     a.setup()
     b.setup()
     assert (a.transform.mean, a.transform.std) == (b.transform.mean, b.transform.std)
-    for key in ("x", "y"):
-        torch.testing.assert_close(a.windows["train"][key], b.windows["train"][key])
-    assert not torch.equal(a.windows["test"]["actual"], b.windows["test"]["actual"])
+    np.testing.assert_array_equal(a.transform.cov_mean, b.transform.cov_mean)
+    np.testing.assert_array_equal(a.transform.cov_std, b.transform.cov_std)
+    for stage in ("train", "val", "test"):
+        wa, wb = a.windows[stage], b.windows[stage]
+        t = wa["origin"]
+        inputs_same = (wa["x"] == wb["x"]).flatten(1).all(1) & (wa["anchor"] == wb["anchor"])
+        assert inputs_same.tolist() == (t <= cut).tolist(), stage
+        # targets and the covariates ahead are known to lie in the future: equal only before the cut
+        ahead_same = (wa["future"] == wb["future"]).flatten(1).all(1) & (wa["y"] == wb["y"]).all(1)
+        assert ahead_same.tolist() == (t + 3 <= cut).tolist(), stage
 
 
 @pytest.mark.parametrize(("log", "difference"), [(False, False), (True, False), (False, True), (True, True)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,3 +44,19 @@ def test_every_forecast_metric_by_hand():
     # 2|e| / (|p| + |t|): 2/3, 0 (0/0 counts as 0), 4/8, 0
     assert values["smape"] == pytest.approx((2 / 3 + 0.5) / 4, rel=1e-5)
     assert values["mase"] == pytest.approx(0.75 / 4)
+
+
+def test_mase_of_the_in_sample_seasonal_naive_forecast_is_one():
+    """The scale is that forecast's own MAE over the training part: Hyndman & Koehler's definition."""
+    rng = np.random.default_rng(0)
+    train = torch.from_numpy(rng.normal(size=50).cumsum())
+    for period in (1, 4, 7):
+        mase = MeanAbsoluteScaledError(period=period)
+        mase.set_scale(train)
+        mase.update(train[:-period], train[period:])  # y_{t-m} forecasting y_t, t = m..49
+        assert mase.compute().item() == pytest.approx(1.0), period
+        # and a forecast of half that error everywhere scores one half
+        mase.reset()
+        half = train[period:] + 0.5 * (train[:-period] - train[period:])
+        mase.update(half, train[period:])
+        assert mase.compute().item() == pytest.approx(0.5), period
