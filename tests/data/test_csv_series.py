@@ -73,6 +73,23 @@ def test_missing_values_are_an_error_or_interpolated(tmp_path):
     assert dm.series[5] == pytest.approx((dm.series[4] + dm.series[6]) / 2)
 
 
+def test_interpolation_never_fills_a_gap_from_a_later_split_part(tmp_path):
+    """A gap at the end of the training part is filled from training values only, whatever follows."""
+    rows = [(i, float(i)) for i in range(40)]
+    n_train = module(tmp_path / "unread.csv").split_sizes(len(rows))[0]
+    text = "month,value\n" + "".join(f"{m},{'' if m == n_train - 1 else v}\n" for m, v in rows)
+    dm = module(write(tmp_path, text), interpolate=True)
+    dm.setup()
+    # the last known training value (n_train - 2), not halfway to the first validation point
+    assert dm.series[n_train - 1] == pytest.approx(n_train - 2)
+    assert dm.series[n_train - 2] == pytest.approx(n_train - 2)
+    later = "".join(f"{m},{'' if m == n_train - 1 else (v if m < n_train else 1e6)}\n" for m, v in rows)
+    moved = module(write(tmp_path, "month,value\n" + later), interpolate=True)
+    moved.setup()
+    np.testing.assert_array_equal(moved.series[:n_train], dm.series[:n_train])
+    assert (moved.transform.mean, moved.transform.std) == (dm.transform.mean, dm.transform.std)
+
+
 def test_too_few_rows_for_lookback_horizon_and_split(tmp_path):
     path = write(tmp_path, monthly(n=12))
     with pytest.raises(ConfigError, match=r"12 rows .*lookback=6 \+ horizon=2"):

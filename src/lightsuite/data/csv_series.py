@@ -116,5 +116,24 @@ class CSVSeriesDataModule(SeriesDataModule):
                     f"column {name!r} of {self.path} has {int(missing.sum())} missing values (first at row "
                     f"{column.index[row] + 2}); fill them by linear interpolation with data.interpolate=true"
                 )
-            numbers = numbers.interpolate(limit_direction="both")
+            return self._fill(numbers, name)
         return numbers.to_numpy(float)
+
+    def _fill(self, numbers: pd.Series, name: str) -> np.ndarray:
+        """Linear interpolation inside each split part: a gap is never filled from a later part.
+
+        Filled across the whole series, a gap at the end of the training part would take half its
+        value from the first validation point: a leak into training (and the scaler fitted on it).
+        """
+        n_train, n_val = self.split_sizes(len(numbers))
+        bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, None)}
+        parts = []
+        for stage, (start, end) in bounds.items():
+            part = numbers.iloc[start:end]
+            if len(part) and part.isna().all():
+                raise ConfigError(
+                    f"column {name!r} of {self.path} has no value in its {stage} part, so nothing there can "
+                    "be interpolated; fill that stretch of the file or change data.val_fraction/test_fraction"
+                )
+            parts.append(part.interpolate(limit_direction="both"))
+        return pd.concat(parts).to_numpy(float)
