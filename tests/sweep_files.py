@@ -1,4 +1,5 @@
-"""A synthetic multirun on disk, written by the same writers a real job uses.
+"""A synthetic multirun on disk, written by the same writers a real job uses; and the two plug-ins
+a real in-process multirun is watched and steered with (an objective logged on cue, summary snapshots).
 
 Hydra's files (`.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`), the resolved `config.yaml`,
 the CSV logger's `csv/metrics.csv` (written by Lightning's own `CSVLogger`), `metrics.json`
@@ -8,11 +9,16 @@ Hydra's `train.log`.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pytorch_lightning as pl
 import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 from pytorch_lightning.loggers import CSVLogger
 
 from lightsuite.errors import DivergedError, exit_on_user_error
@@ -123,3 +129,36 @@ def synthetic_sweep(root: Path) -> Path:
         error="train/loss is nan at step 7: lower task.optimizer.lr",
     )
     return sweep
+
+
+class LoggedObjective(pl.Callback):
+    """Logs `values[job]` as `name` at every validation end (nothing for null): a job's objective on cue.
+
+    `job` is the job's number (`${hydra:job.num}`), so each job of a sweep, an Optuna trial included,
+    reports the value chosen for it, NaN and infinities too, through the real logging path.
+    """
+
+    def __init__(self, name: str, values: list[float | None], job: int) -> None:
+        self.name, self.value = name, values[job]
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.value is not None:
+            pl_module.log(self.name, float(self.value))
+
+
+class SummarySnapshots(Callback):
+    """Hydra callback: at each job's start, what `sweep_summary.json` under `root` says at that moment.
+
+    Found by a glob of its own, not by the sweep dir the code resolves; kept per job number in
+    `SummarySnapshots.seen` (the sweep runs in the test's process).
+    """
+
+    seen: dict[int, dict[str, Any] | None] = {}
+
+    def __init__(self, root: str) -> None:
+        self.root = Path(root)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        found = sorted(self.root.glob("**/sweep_summary.json"))
+        assert len(found) <= 1, found
+        self.seen[int(config.hydra.job.num)] = json.loads(found[0].read_text()) if found else None

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import math
 import os
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import submitit
+import yaml
 from conftest import FAST, ONE_TINY_EPOCH, run_cli
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
+from sweep_files import SummarySnapshots
 
 import lightsuite.utils.launch  # noqa: F401  (registers the gpus_per_node resolver)
 from lightsuite import CONFIG_DIR
+from lightsuite import train as train_module
+from lightsuite.utils.jobs import DONE, FAILED, find_jobs
+from lightsuite.utils.report_tables import best_job
 
 HERE = Path(__file__).parent
 TINY = [*FAST, *ONE_TINY_EPOCH]
@@ -158,3 +168,128 @@ def test_summary_ranks_completed_jobs_in_the_objectives_direction(tmp_path, dire
     assert (summary["completed"], summary["failed"]) == (3, 2)
     rows = list(csv.DictReader((tmp_path / "sweep_summary.csv").open()))
     assert [row["overrides"] for row in rows] == [f"seed={n}" for n in range(5)]
+
+
+@pytest.fixture
+def multirun(tmp_path, monkeypatch):
+    """`multirun(*args)`: `lightsuite-train args...` run by Hydra in this process, under tmp_path.
+
+    The default paths (`LIGHTSUITE_ROOT`, so the default sweep dir is tmp_path/outputs/multirun/...);
+    returns the warnings raised meanwhile. Hydra's logging, its global config and the job's
+    HydraConfig are put back afterwards, so later tests see no multirun.
+    """
+    monkeypatch.setenv("LIGHTSUITE_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    SummarySnapshots.seen.clear()
+
+    def run(*args: str) -> list[warnings.WarningMessage]:
+        monkeypatch.setattr(sys, "argv", ["lightsuite-train", f"--config-dir={HERE / 'user_conf'}", *args])
+        GlobalHydra.instance().clear()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train_module.main()
+        return caught
+
+    yield run
+    GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def _the_sweep_dir(tmp_path: Path) -> Path:
+    """The one sweep dir, where the default `hydra.sweep.dir` puts it: outputs/multirun/<date>/<time>."""
+    (summary,) = tmp_path.glob("outputs/multirun/*/*/sweep_summary.json")
+    return summary.parent
+
+
+NOT_LOGGED = "optimized_metric='val/objective' was not logged"
+
+
+@pytest.mark.slow
+def test_default_sweep_dir_summary_after_every_job_and_odd_objectives_fail(multirun, tmp_path):
+    caught = multirun(
+        "-m",
+        "experiment=odd_objectives",
+        "seed=1,2,3,4",
+        *TINY,
+        f"+hydra.callbacks.snapshots._target_={SummarySnapshots.__module__}.SummarySnapshots",
+        f"+hydra.callbacks.snapshots.root={tmp_path / 'outputs'}",
+    )
+    assert not [str(w.message) for w in caught if "Callback" in str(w.message)]
+    sweep = _the_sweep_dir(tmp_path)
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    jobs = summary["jobs"]
+    # job k logged values[k] = NaN, +inf, nothing, 0.5
+    assert [(job["status"], job["objective"]) for job in jobs] == [
+        ("failed", None),
+        ("failed", None),
+        ("failed", None),
+        ("completed", 0.5),
+    ]
+    assert [job["error"] for job in jobs[:2]] == ["val/objective is nan", "val/objective is inf"]
+    assert jobs[2]["error"].startswith(NOT_LOGGED) and jobs[3]["error"] is None
+    assert summary["best"]["job"] == 3 and (summary["completed"], summary["failed"]) == (1, 3)
+
+    # written as it goes: each job found the jobs before it, as they were recorded at the end
+    assert SummarySnapshots.seen[0] is None
+    for num in (1, 2, 3):
+        assert SummarySnapshots.seen[num]["jobs"] == jobs[:num], f"summary before job {num}"
+    assert SummarySnapshots.seen[3]["best"] is None, "a failed job was ranked"
+
+    # the report agrees: the same three failed with their reasons, the same best
+    report = find_jobs([sweep])
+    assert [job.status for job in report] == [FAILED, FAILED, FAILED, DONE]
+    assert [job.error for job in report] == [job["error"] for job in jobs]
+    assert best_job(report, "val/objective")[0].name == "3"
+
+
+@pytest.mark.slow
+def test_optuna_fails_nan_and_infinite_objectives_and_never_ranks_them(multirun, tmp_path):
+    caught = multirun("hparams_search=odd_objectives", *TINY)
+    assert not [str(w.message) for w in caught if "Callback" in str(w.message)]
+    sweep = _the_sweep_dir(tmp_path)
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert summary["direction"] == "minimize"
+    assert [(job["status"], job["error"]) for job in summary["jobs"]] == [
+        ("failed", "val/objective is nan"),
+        ("failed", "val/objective is -inf"),
+        ("completed", None),
+    ]
+    assert summary["best"]["job"] == 2 and summary["best"]["objective"] == 0.25
+    # Optuna's own record: -inf, the smallest value, was never told to the study as a result
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["best_value"] == 0.25
+    report = find_jobs([sweep])
+    assert [job.status for job in report] == [FAILED, FAILED, DONE]
+    assert best_job(report, "val/objective")[0].name == "2"
+
+
+def _record(status: str, objective: float | None, error: str | None = None) -> dict:
+    return {"status": status, "objective": objective, "error": error}
+
+
+@pytest.mark.parametrize(
+    ("record", "final", "failed"),
+    [
+        # the sweep failed a job whose metrics.json holds its NaN (written null) or no objective
+        (_record("failed", None, "val/acc_best is nan"), {"val/acc_best": math.nan}, True),
+        (_record("failed", None, "not logged"), {"test/acc": 0.5}, True),
+        # a later run into the same dir wrote a finite objective: the old record is not about it
+        (_record("failed", None, "val/acc_best is nan"), {"val/acc_best": 0.7}, False),
+        (_record("completed", 0.7), {"val/acc_best": 0.7}, False),
+        (_record("failed", 0.7, "crashed after testing"), {"val/acc_best": 0.7}, True),
+        (None, {"val/acc_best": 0.7}, False),
+    ],
+)
+def test_a_finished_jobs_sweep_failure_counts_only_for_its_own_metrics(record, final, failed):
+    from lightsuite.utils.jobs import sweep_failure
+
+    reason = sweep_failure(record, final, "val/acc_best")
+    assert reason == (record["error"] if failed else None)

@@ -1,13 +1,15 @@
-"""W&B runs of a sweep: one run per job, grouped by sweep, continued after a resume; MLflow optional."""
+"""W&B runs of a sweep: one run per job, grouped by sweep, continued after a resume; MLflow's local store."""
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from pathlib import Path
 
 import pytest
 from conftest import FAST, ONE_TINY_EPOCH, run_cli
+from mlflow.tracking import MlflowClient
 from wandb_records import read_records
 
 from lightsuite.train import train
@@ -96,10 +98,44 @@ def test_resumed_job_continues_its_wandb_run(make_cfg, tmp_path, monkeypatch):
     assert _of(records[0], "run")[0].run_group == ""  # a single run has no sweep group
 
 
-def test_mlflow_logger_writes_a_local_store(make_cfg, tmp_path):
-    pytest.importorskip(
-        "mlflow", reason="logger=mlflow needs the optional extra: pip install 'lightsuite[mlflow]'"
-    )
-    metrics = train(make_cfg("train", [*TINY, "logger=mlflow"]))
-    files = list((tmp_path / "run" / "mlruns").rglob("metrics/test/acc"))
-    assert files and float(files[0].read_text().split()[1]) == pytest.approx(metrics["test/acc"])
+def _csv_series(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """The CSV logger's rows as (step, value) per metric: a second record of the same run."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                if key != "step" and value != "":
+                    series.setdefault(key, []).append((int(row["step"]), float(value)))
+    return series
+
+
+def test_mlflow_logger_stores_params_metrics_steps_and_tags(make_cfg, tmp_path):
+    # the default logger=mlflow store, next to the CSV logger; two epochs of two steps, each step logged
+    overrides = ["logger=[csv,mlflow]", "tags=[ci,nightly]", "seed=7", "task.optimizer.lr=0.05"]
+    cfg = make_cfg("train", [*TINY, *overrides, "trainer.max_epochs=2", "trainer.log_every_n_steps=1"])
+    metrics = train(cfg)
+    run_dir = tmp_path / "run"
+
+    client = MlflowClient(f"sqlite:///{run_dir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("lightsuite")
+    assert Path(experiment.artifact_location.removeprefix("file://")) == run_dir / "mlruns"
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert {run.data.tags.get(t) for t in ("ci", "nightly")} == {"true"}
+    params = run.data.params
+    assert (params["seed"], params["task/optimizer/lr"], params["trainer/max_epochs"]) == ("7", "0.05", "2")
+
+    def history(key: str) -> list[tuple[int, float]]:
+        return sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+
+    # steps worked out by hand: 2 steps per epoch, validation at the last step of each epoch
+    assert [step for step, _ in history("train/loss")] == [0, 1, 2, 3]
+    assert [step for step, _ in history("val/acc")] == [1, 3]
+    assert history("test/acc") == [(4, pytest.approx(metrics["test/acc"]))]
+    # every series MLflow holds is the one the CSV logger wrote for the same run
+    logged = _csv_series(run_dir / "csv" / "metrics.csv")
+    assert set(run.data.metrics) == set(logged)
+    for key, series in logged.items():
+        stored = history(key)
+        assert [step for step, _ in stored] == [step for step, _ in sorted(series)], key
+        assert [value for _, value in stored] == pytest.approx([value for _, value in sorted(series)]), key

@@ -2,8 +2,8 @@
 
 A run dir is what one `lightsuite-train` job leaves: `.hydra/` (config and overrides, written
 before the job starts), `config.yaml` (resolved), `csv/metrics.csv` (the CSV logger's history),
-`metrics.json` (only when the job finished) and `<job name>.log` (Hydra's log file, which holds
-the error of a failed job).
+`metrics.json` (only when the job finished), `<job name>.log` (Hydra's log file, which holds
+the error of a failed job) and, for a job of a multirun, `job_status.json` (the sweep's verdict).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import yaml
 from lightsuite.errors import ConfigError
 
 REPORT_DIR = "report"
+# written by each job of a multirun (utils/sweeps.py); read here so the report and the summary agree
+STATUS_FILE = "job_status.json"
 DONE, FAILED, UNFINISHED = "done", "failed", "unfinished"
 # a Hydra log record starts with its timestamp: `[2026-11-27 15:30:00,123][name][LEVEL] - message`
 _RECORD = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+\]\[[^\]]*\]\[(\w+)\] - ?(.*)$")
@@ -147,6 +149,9 @@ def load_job(path: Path, name: str) -> Job:
         final = None
     error = last_error(path)
     status = DONE if final is not None else FAILED if error else UNFINISHED
+    failure = sweep_failure(_read_json(path / STATUS_FILE), final, config.get("optimized_metric"))
+    if status == DONE and failure is not None:
+        status, error = FAILED, failure
     return Job(
         path=path,
         name=name,
@@ -159,6 +164,22 @@ def load_job(path: Path, name: str) -> Job:
         final=final or {},
         history=history,
     )
+
+
+def sweep_failure(record: Any, final: dict[str, float] | None, objective: str | None) -> str | None:
+    """Why the sweep failed a job that finished (its objective NaN, infinite or not logged), else None.
+
+    A job can write `metrics.json` and still fail its sweep; `job_status.json` says so. The record
+    counts only if it belongs to this `metrics.json`: it holds the same objective (none, for a
+    non-finite or missing one), so a later run into the same dir is not failed by an old record.
+    """
+    if not isinstance(record, dict) or record.get("status") != "failed" or final is None:
+        return None
+    recorded, written = record.get("objective"), final.get(objective) if objective else None
+    if written is not None and not math.isfinite(written):
+        written = None
+    same = recorded is None if written is None else _is_number(recorded) and math.isclose(recorded, written)
+    return str(record.get("error") or "failed") if same else None
 
 
 def parse_overrides(lines: list[str]) -> dict[str, str]:
@@ -249,6 +270,13 @@ def last_error(path: Path) -> str | None:
         match = _RECORD.match(last)
         return match.group(2) if match else last
     return None
+
+
+def _read_json(file: Path) -> Any:
+    try:
+        return json.loads(file.read_text()) if file.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def _read_yaml(file: Path) -> Any:

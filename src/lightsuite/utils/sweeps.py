@@ -25,10 +25,10 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lightsuite.errors import RunInterrupted, UserExit
+from lightsuite.errors import RunInterrupted, UserExit, log_to_job_files
+from lightsuite.utils.jobs import STATUS_FILE
 from lightsuite.utils.launch import SWEEP_RANK, in_multirun, release_launch
 
-STATUS_FILE = "job_status.json"
 SUMMARY = "sweep_summary"
 _failure: dict[str, str] = {}
 
@@ -71,7 +71,10 @@ def keep_sweeping(main: Callable[[DictConfig], float | None]) -> Callable[[DictC
             _fail_job(str(exc.error))
             return None
         if value is not None and not math.isfinite(value):
-            _fail_job(f"{cfg.get('optimized_metric')} is {value}")
+            # None, not the value: Optuna 2.10 fails a NaN itself but ranks an infinity as a result
+            reason = f"{cfg.get('optimized_metric')} is {value}"
+            log_to_job_files(f"error: {reason}")
+            _fail_job(reason)
             return None
         return value
 
@@ -122,7 +125,13 @@ def keep_wandb_run_id(output_dir: str | os.PathLike) -> None:
         path.write_text(run_id + "\n")
 
 
+def mlflow_tags(tags: list[str] | ListConfig | None) -> dict[str, str] | None:
+    """The run's `tags` list as MLflow tags: MLflow has no plain labels, only key-value pairs."""
+    return {str(tag): "true" for tag in tags} if tags else None
+
+
 OmegaConf.register_new_resolver("sweep_id", sweep_id, replace=True)
+OmegaConf.register_new_resolver("mlflow_tags", mlflow_tags, replace=True)
 OmegaConf.register_new_resolver("wandb_run_id", wandb_run_id, replace=True)
 
 
@@ -167,7 +176,9 @@ class RunReport(Callback):
             objective = None
         keys = [k for k in [objective_name, *self.headline] if k and metrics.get(k) is not None]
         shown = "  ".join(f"{k}={metrics[k]:.4g}" for k in dict.fromkeys(keys))
-        print(f"run dir: {run_dir}  {shown or status}", file=sys.stderr if error else sys.stdout)
+        outcome = f"failed: {error}" if error else "" if shown else status
+        line = "  ".join(part for part in (f"run dir: {run_dir}", shown, outcome) if part)
+        print(line, file=sys.stderr if error else sys.stdout)
         if hydra_cfg.mode.name != "MULTIRUN":
             return
         record = {
@@ -179,11 +190,25 @@ class RunReport(Callback):
             "error": error,
         }
         record_job_status(run_dir, record)
-        write_summary(Path(hydra_cfg.sweep.dir), objective_name, _direction(config))
+        write_summary(job_sweep_dir(config, run_dir), objective_name, _direction(config))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         path = write_summary(Path(config.hydra.sweep.dir), config.get("optimized_metric"), _direction(config))
         print(f"sweep summary: {path}")
+
+
+def job_sweep_dir(config: DictConfig, run_dir: Path) -> Path:
+    """The sweep dir of the job in `run_dir`: the run dir less `hydra.sweep.subdir`.
+
+    From the job's own config: `job_return.hydra_cfg` is Hydra's copy of the `hydra` node alone, in
+    which the default `${paths.log_dir}/multirun/...` cannot resolve. Taken from the run dir rather
+    than by resolving `hydra.sweep.dir` again, whose `${now:...}` could give a later time.
+    """
+    subdir = Path(str(OmegaConf.select(config, "hydra.sweep.subdir", default="")))
+    depth = len(subdir.parts)
+    if depth and not subdir.is_absolute() and run_dir.parts[-depth:] == subdir.parts:
+        return Path(*run_dir.parts[:-depth])
+    return Path(str(OmegaConf.select(config, "hydra.sweep.dir"))).absolute()
 
 
 def record_job_status(run_dir: Path, record: dict[str, Any]) -> None:
