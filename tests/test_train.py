@@ -69,7 +69,9 @@ def test_eval_missing_checkpoint_is_a_config_error(make_cfg, tmp_path):
 
 
 def test_resume_continues_from_last_checkpoint(make_cfg, tmp_path):
-    before = train(make_cfg("train", [*FAST, "trainer.max_epochs=1", "test=false"], run_dir=tmp_path / "a"))
+    # a constant lr: a finished cosine cannot be trained on (tests/utils/test_resume.py)
+    steady = [*FAST, "task/scheduler=constant", "test=false"]
+    before = train(make_cfg("train", [*steady, "trainer.max_epochs=1"], run_dir=tmp_path / "a"))
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
     first = torch.load(last, weights_only=False)
     steps_per_epoch = first["global_step"]
@@ -77,7 +79,7 @@ def test_resume_continues_from_last_checkpoint(make_cfg, tmp_path):
     # the best validation accuracy so far travels with the checkpoint
     assert first["state_dict"]["val_acc_best.max_value"].item() == pytest.approx(before["val/acc_best"])
 
-    resumed_cfg = make_cfg("train", [*FAST, "trainer.max_epochs=2", "test=false", f"ckpt_path={last}"])
+    resumed_cfg = make_cfg("train", [*steady, "trainer.max_epochs=2", f"ckpt_path={last}"])
     train(resumed_cfg)
     second = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
     assert second["global_step"] == 2 * steps_per_epoch

@@ -20,7 +20,14 @@ from lightsuite import CONFIG_DIR
 from lightsuite.errors import ConfigError, RunInterrupted, exit_on_user_error
 from lightsuite.utils.checkpoints import RunRecord, check_task, checkpoint_record, load_checkpoint
 from lightsuite.utils.launch import announce_rank, prepare_launch
-from lightsuite.utils.resume import RandomStates, keep_logged_epochs, resume_checkpoint
+from lightsuite.utils.resume import (
+    Checkpointed,
+    RandomStates,
+    announce_resume,
+    finished_run,
+    keep_logged_epochs,
+    resume_checkpoint,
+)
 from lightsuite.utils.runs import (
     build,
     build_all,
@@ -28,6 +35,7 @@ from lightsuite.utils.runs import (
     float_metrics,
     metric_value,
     prepare_run,
+    refusals_named,
     report_dry_run,
     save_metrics,
 )
@@ -44,16 +52,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Build every object from `cfg`, fit, test the best checkpoint and return the final metrics.
 
     With `dry_run=true` it stops after building the network and task (no data loaded) and
-    returns an empty dict.
+    returns an empty dict. A re-run of a finished run returns its `metrics.json` (`finished_run`).
     """
+    ckpt_path = cfg.get("ckpt_path")
+    fit = cfg.get("train", True)
+    # `ckpt_path`, or this run dir's own last.ckpt (a re-run or requeue of a killed job)
+    resume = None if cfg.get("dry_run", False) else resume_checkpoint(cfg) if fit else ckpt_path
+    saved = check_resumable(cfg, resume) if resume else None
+    over = None
+    if fit and saved is not None:
+        over, kept = finished_run(cfg, saved)
+        if kept is not None:
+            return kept
+        announce_resume(cfg, saved.path)
     datamodule, task = prepare_run(cfg)
     if cfg.get("dry_run", False):
         report_dry_run(cfg, task)
         return {}
-    ckpt_path = cfg.get("ckpt_path")
-    # `ckpt_path`, or this run dir's own last.ckpt (a re-run or requeue of a killed job)
-    resume = resume_checkpoint(cfg) if cfg.get("train", True) else ckpt_path
-    resumed_epoch = check_resumable(cfg, resume) if resume else None
     callbacks = build_all(cfg.get("callbacks"), "callbacks")
     # every checkpoint carries its config, so it can be re-tested and sampled from on its own
     callbacks.append(RunRecord(OmegaConf.to_container(cfg, resolve=True), datamodule.net_kwargs))
@@ -67,16 +82,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers, **cluster)
         prepare_launch(trainer)
         announce_rank(trainer, cfg)
-        if resumed_epoch is not None and cfg.get("train", True):
-            keep_logged_epochs(loggers, resumed_epoch)
+        if saved is not None and fit:
+            keep_logged_epochs(loggers, saved.epoch)
         for lg in loggers:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        if cfg.get("train", True):
-            with interrupts_explained(trainer, cfg):
+        if fit:
+            with interrupts_explained(trainer, cfg), refusals_named(cfg.trainer, "trainer"):
                 trainer.fit(task, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+            # a fit with nothing left to train logs nothing: what it reported is in the checkpoint
+            metrics.update(saved.fit_metrics if saved is not None and over else {})
             metrics.update(float_metrics(trainer.callback_metrics))
         if cfg.get("test", True):
-            ckpt = ckpt_path if not cfg.get("train", True) else _best_checkpoint(trainer)
+            ckpt = ckpt_path if not fit else _best_checkpoint(trainer)
             with interrupts_explained(trainer, cfg):
                 trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
             metrics.update(float_metrics(trainer.callback_metrics))
@@ -85,10 +102,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def check_resumable(cfg: DictConfig, ckpt_path: str) -> int:
+def check_resumable(cfg: DictConfig, ckpt_path: str) -> Checkpointed:
     """Refuse, before any work, a checkpoint that is missing, unreadable or of another task or network.
 
-    Returns the epoch the checkpoint was saved in.
+    Returns where its run stood when it was saved.
     """
     ckpt = load_checkpoint(ckpt_path)
     record = checkpoint_record(ckpt, ckpt_path)
@@ -99,7 +116,7 @@ def check_resumable(cfg: DictConfig, ckpt_path: str) -> int:
             f"ckpt_path={ckpt_path} holds a {trained.rsplit('.', 1)[-1]} network, but model= builds "
             f"{cfg.model._target_.rsplit('.', 1)[-1]}; pass the same model= as the run that wrote it"
         )
-    return int(ckpt.get("epoch", -1))
+    return Checkpointed.read(ckpt, ckpt_path)
 
 
 @contextmanager

@@ -293,3 +293,22 @@ def test_a_finished_jobs_sweep_failure_counts_only_for_its_own_metrics(record, f
 
     reason = sweep_failure(record, final, "val/acc_best")
     assert reason == (record["error"] if failed else None)
+
+
+@pytest.mark.slow
+def test_a_finished_sweep_run_again_records_every_job_completed_as_before(multirun, tmp_path, capsys):
+    """The README's way to resume a sweep: the same command again. Finished jobs stay completed."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=1,2", *TINY, f"hydra.sweep.dir={sweep}"]
+    multirun(*args)
+    first = json.loads((sweep / "sweep_summary.json").read_text())
+    stamps = {p: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.json")}
+    capsys.readouterr()
+    multirun(*args)
+    again = json.loads((sweep / "sweep_summary.json").read_text())
+    assert [job["status"] for job in first["jobs"]] == ["completed", "completed"]
+    assert [(j["status"], j["objective"]) for j in again["jobs"]] == [
+        (j["status"], j["objective"]) for j in first["jobs"]
+    ]
+    assert capsys.readouterr().err.count("has finished") == 2
+    assert {p: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.json")} == stamps

@@ -3,7 +3,9 @@
 Every training run stores, beside Lightning's state, a `lightsuite` entry: the resolved config
 and the network's data-dependent keywords (`net_kwargs`). With it a checkpoint alone rebuilds its
 network and task, so `lightsuite-sample` and `lightsuite-eval` need nothing else, and a checkpoint
-of another family is recognised before any weights are loaded.
+of another family is recognised before any weights are loaded. It also holds the fit's metrics at
+that point and whether the run stopped itself there, so a resume that has nothing left to train
+still knows what the fit reported (`utils/resume.py`).
 """
 
 from __future__ import annotations
@@ -19,12 +21,17 @@ import pytorch_lightning as pl
 import torch
 
 from lightsuite.errors import ConfigError
+from lightsuite.utils.runs import float_metrics
 
 RECORD_KEY = "lightsuite"
 
 
 class RunRecord(pl.Callback):
-    """Writes the run's resolved config and `net_kwargs` into every checkpoint it saves."""
+    """Writes the run's resolved config and `net_kwargs` into every checkpoint it saves.
+
+    Checkpoints are saved after the epoch's metrics are reduced and after early stopping has
+    decided, so `fit_metrics` are what `trainer.fit` would report if the run ended there.
+    """
 
     def __init__(self, config: Mapping[str, Any], net_kwargs: Mapping[str, Any]) -> None:
         self.record = {"config": dict(config), "net_kwargs": dict(net_kwargs)}
@@ -32,7 +39,12 @@ class RunRecord(pl.Callback):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        checkpoint[RECORD_KEY] = {**self.record, "task": _qualname(type(pl_module))}
+        checkpoint[RECORD_KEY] = {
+            **self.record,
+            "task": _qualname(type(pl_module)),
+            "fit_metrics": float_metrics(trainer.callback_metrics),
+            "stopped": bool(trainer.should_stop),
+        }
 
 
 def _qualname(cls: type) -> str:

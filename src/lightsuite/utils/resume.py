@@ -5,13 +5,24 @@ same `hydra.run.dir`, a SLURM job requeued after preemption) resumes from it. Li
 weights, optimizer, schedule, epoch and step; `RandomStates` adds the Python, NumPy and torch
 random states, so augmentation draws continue where they stopped (the data order is fixed by
 seed and epoch in the samplers).
+
+A checkpoint that already stands where this run's trainer settings would stop (its epochs or
+steps reached, or early stopping ended it) has nothing left to train: the re-run of a finished
+run returns that run's `metrics.json` (`finished_run`), or, with no `metrics.json` of its own
+(killed while testing, a `ckpt_path` from elsewhere), fits nothing and tests again with the fit's
+metrics kept in the checkpoint. A run with more to train than its checkpoint resumes; its lr
+schedule is refitted to the new length (`tasks/schedules.py`).
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import math
 import random
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +32,9 @@ import torch
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities import rank_zero_only
+
+from lightsuite.errors import ConfigError
+from lightsuite.tasks.schedules import schedule_ended
 
 
 @rank_zero_only
@@ -61,13 +75,98 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     if not cfg.get("auto_resume", True) or not last.is_file():
         return None
-    _announce(last)
     return str(last)
 
 
 @rank_zero_only
-def _announce(last: Path) -> None:
-    print(f"resuming from {last} (auto_resume=false starts over)", file=sys.stderr)
+def announce_resume(cfg: DictConfig, path: str) -> None:
+    """Say that this run dir's own `last.ckpt` is continued (a given `ckpt_path` is no surprise)."""
+    if not cfg.get("ckpt_path"):
+        print(f"resuming from {path} (auto_resume=false starts over)", file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class Checkpointed:
+    """Where a checkpoint's run stood when it was saved: what deciding a resume needs."""
+
+    path: str
+    epoch: int  # the epoch it was saved in (0-based)
+    epochs_done: int  # epochs whose training had ended
+    global_step: int
+    stopped: bool = False  # the run stopped itself there (early stopping)
+    fit_metrics: dict[str, float] = field(default_factory=dict)
+    schedule_end: str | None = None  # why its lr schedule cannot be stretched, if it cannot
+
+    @classmethod
+    def read(cls, ckpt: Mapping[str, Any], path: str) -> Checkpointed:
+        record = ckpt.get("lightsuite") or {}
+        epoch = int(ckpt.get("epoch", -1))
+        progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+        schedules = ckpt.get("lr_schedulers") or []
+        return cls(
+            path=path,
+            epoch=epoch,
+            epochs_done=int(progress.get("processed", epoch + 1)),
+            global_step=int(ckpt.get("global_step", 0)),
+            stopped=bool(record.get("stopped", False)),
+            fit_metrics=dict(record.get("fit_metrics", {})),
+            schedule_end=next(filter(None, map(schedule_ended, schedules)), None),
+        )
+
+
+def reached_end(saved: Checkpointed, max_epochs: int | None, max_steps: int | None) -> str | None:
+    """Why a fit with these limits has nothing left to train from `saved` (None: it trains on).
+
+    The limits are read as Lightning reads them: -1 is no limit, and `max_epochs=None` is 1000
+    unless a step budget is set. A run early stopping ended stays ended, whatever the limits.
+    """
+    max_steps = -1 if max_steps is None else max_steps
+    if max_epochs is None:
+        max_epochs = 1000 if max_steps == -1 else -1
+    if saved.stopped:
+        return f"early stopping ended it in epoch {saved.epoch}"
+    if max_epochs != -1 and saved.epochs_done >= max_epochs:
+        return f"{saved.epochs_done} of trainer.max_epochs={max_epochs} epochs done"
+    if max_steps != -1 and saved.global_step >= max_steps:
+        return f"{saved.global_step} of trainer.max_steps={max_steps} steps done"
+    return None
+
+
+def finished_run(cfg: DictConfig, saved: Checkpointed) -> tuple[str | None, dict[str, float] | None]:
+    """Whether the resumed run is already over, and, when its own `metrics.json` says how, its metrics.
+
+    Returns (why it is over or None, the metrics of this run dir's `metrics.json` or None). The
+    file counts only when the checkpoint is this run dir's and the file was written after it (the
+    test stage of the fit that saved it). A run with more to train whose lr schedule has ended is
+    refused here, before any work.
+    """
+    over = reached_end(saved, cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps"))
+    if over is None:
+        if saved.schedule_end:
+            raise ConfigError(
+                f"cannot train {saved.path} on: {saved.schedule_end}, so a longer run has no schedule "
+                "left to stretch; start the run over with the new length (auto_resume=false, or a new "
+                "hydra.run.dir)"
+            )
+        return None, None
+    run_dir = Path(cfg.paths.output_dir).resolve()
+    metrics, ckpt = run_dir / "metrics.json", Path(saved.path).resolve()
+    if ckpt.parent.parent != run_dir or not metrics.is_file():
+        return over, None
+    if metrics.stat().st_mtime_ns < ckpt.stat().st_mtime_ns:
+        return over, None
+    values = json.loads(metrics.read_text())
+    _say_finished(run_dir, over)
+    return over, {k: (math.nan if v is None else float(v)) for k, v in values.items()}
+
+
+@rank_zero_only
+def _say_finished(run_dir: Path, over: str) -> None:
+    print(
+        f"{run_dir} has finished ({over}): its metrics.json is returned, nothing is trained or tested "
+        "(auto_resume=false starts it over)",
+        file=sys.stderr,
+    )
 
 
 class RandomStates(pl.Callback):
