@@ -61,6 +61,16 @@ def test_wrong_typed_value_fails_before_any_work(tmp_path):
     assert not (tmp_path / "run" / "config.yaml").exists() and no_results(tmp_path)
 
 
+def test_a_negative_learning_rate_is_one_line_naming_the_key(tmp_path):
+    """torch refuses it only when fitting starts (the task builds the optimizer): no traceback then either."""
+    run = f"hydra.run.dir={tmp_path}/run"
+    proc = script("lightsuite-train", *FAST, "task.optimizer.lr=-0.1", run, cwd=tmp_path)
+    assert_one_line_error(
+        proc, "task.optimizer.lr=-0.1 was refused by SGD", "set task.optimizer.lr to a value"
+    )
+    assert no_results(tmp_path)
+
+
 def test_eval_without_ckpt_path_shows_the_command(tmp_path):
     proc = script("lightsuite-eval", cwd=tmp_path)
     assert_one_line_error(proc, "ckpt_path is required: lightsuite-eval ckpt_path=")

@@ -114,6 +114,27 @@ def test_stats_come_from_the_training_images(make_cfg, tmp_path):
     torch.testing.assert_close(dm.std, train.std(dim=(0, 2, 3), unbiased=False).float())
 
 
+def test_val_and_test_images_move_neither_the_statistics_nor_the_training_batches(make_cfg, tmp_path):
+    def train_batches(dm) -> list:
+        torch.manual_seed(0)
+        return list(dm.train_dataloader())
+
+    write_tree(tmp_path / "images", per_class=10)
+    clean = build(make_cfg, tmp_path / "images", "data.batch_size=4")
+    clean.setup("fit")
+    before, clean_batches = contents(clean.val_set) + contents(clean.test_set), train_batches(clean)
+    for split in (clean.val_set, clean.test_set):  # every validation and test image turned white
+        for i in split.indices:
+            Image.new("RGB", (20, 10), BORDER).save(split.dataset.samples[i][0])
+    bright = build(make_cfg, tmp_path / "images", "data.batch_size=4")
+    bright.setup("fit")
+    assert contents(bright.val_set) + contents(bright.test_set) != before  # the premise: they changed
+
+    assert torch.equal(bright.mean, clean.mean) and torch.equal(bright.std, clean.std)
+    for (x, y), (x2, y2) in zip(clean_batches, train_batches(bright), strict=True):
+        assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
 def test_missing_or_unset_path_is_data_not_found(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(DataNotFoundError) as err:

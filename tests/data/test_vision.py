@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 import torchvision.datasets.cifar
-from conftest import run_cli
 from data_helpers import image_id, random_images, write_cifar10, write_cifar100, write_mnist
 from hydra.utils import instantiate
 
-from lightsuite.errors import DataNotFoundError
+from lightsuite.errors import DataNotFoundError, exit_on_user_error
+from lightsuite.train import train
 
 # config name -> (writer, input_shape, num_classes, torchvision's folder under data_dir)
 SETS = {
@@ -155,17 +155,46 @@ def test_cifar100_labels_are_the_fine_labels(make_cfg, tmp_path):
     assert {0, 99} <= set(dm.train_set.labels.tolist())
 
 
-@pytest.mark.slow
-def test_cli_reports_missing_data_as_one_error_line(tmp_path):
-    empty, run = tmp_path / "empty", tmp_path / "run"
-    empty.mkdir()
-    proc = run_cli(
-        "lightsuite.train", "data=cifar10", f"paths.data_dir={empty}", f"hydra.run.dir={run}", cwd=tmp_path
-    )
-    assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error:")
-    assert str(empty / "cifar-10-batches-py") in last
-    assert "data.download=true" in last
-    assert "Traceback" not in proc.stderr
-    assert not (run / "metrics.json").exists()
+def test_missing_data_is_one_error_line_from_train(make_cfg, tmp_path, capsys):
+    """What `lightsuite-train data=cifar10` prints without the files: one line, the folder, the fix."""
+    cfg = make_cfg("train", ["data=cifar10", "callbacks.rich_progress_bar=null"])
+    with pytest.raises(SystemExit) as exit_info, exit_on_user_error():
+        train(cfg)
+    assert exit_info.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert str(tmp_path / "data" / "cifar-10-batches-py") in lines[0]
+    assert "data.download=true" in lines[0]
+    assert not list(tmp_path.rglob("metrics.json"))
+
+
+def _whiten(path, rows) -> None:
+    """Turn the given rows of a CIFAR batch file white, all but the id pixel (the first red value)."""
+    with open(path, "rb") as f:
+        batch = pickle.load(f, encoding="latin1")
+    batch["data"][rows, 1:] = 255
+    with open(path, "wb") as f:
+        pickle.dump(batch, f, protocol=2)
+
+
+def test_val_and_test_images_move_neither_the_statistics_nor_the_training_batches(make_cfg, tmp_path):
+    fake = write_cifar10(tmp_path / "data")
+    clean = ready(make_cfg, "cifar10")
+    val_ids = image_id(clean.val_set.images)
+    # the same files again, with every validation and test image white
+    for b in range(5):
+        _whiten(fake.folder / f"data_batch_{b + 1}", [i - 4 * b for i in val_ids if i // 4 == b])
+    _whiten(fake.folder / "test_batch", slice(None))
+    bright = ready(make_cfg, "cifar10")
+    assert image_id(bright.val_set.images) == val_ids
+    assert not torch.equal(bright.val_set.images, clean.val_set.images)  # the premise: they did change
+    assert not torch.equal(bright.test_set.images, clean.test_set.images)
+
+    assert torch.equal(bright.mean, clean.mean) and torch.equal(bright.std, clean.std)
+    for augmented in (False, True):  # the same random draws on both sides
+        batches = []
+        for dm in (clean, bright):
+            torch.manual_seed(0)
+            batches.append([(dm.transform_batch(x, train=augmented), y) for x, y in dm.train_dataloader()])
+        for (x, y), (x2, y2) in zip(*batches, strict=True):
+            assert torch.equal(x, x2) and torch.equal(y, y2)
