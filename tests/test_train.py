@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import FAST, run_cli
+from conftest import FAST, ONE_TINY_EPOCH, run_cli
 
 from lightsuite import CONFIG_DIR
 from lightsuite.errors import ConfigError, DivergedError
@@ -99,6 +99,12 @@ def test_same_seed_same_result(make_cfg, tmp_path):
     c = train(make_cfg("train", [*overrides, "seed=7"], run_dir=tmp_path / "c"))
     assert a["train/loss_epoch"] == b["train/loss_epoch"]
     assert a["train/loss_epoch"] != c["train/loss_epoch"]
+
+
+def test_no_logger_with_the_default_callbacks_trains_and_tests(make_cfg, tmp_path):
+    """logger=none: the default lr monitor has nowhere to log and is left out, not a traceback."""
+    metrics = train(make_cfg("train", [*FAST, *ONE_TINY_EPOCH, "logger=none"]))
+    assert 0 <= metrics["test/acc"] <= 1 and (tmp_path / "run" / "metrics.json").is_file()
 
 
 def test_diverging_loss_stops_with_a_clear_error_and_no_metrics(make_cfg, tmp_path):

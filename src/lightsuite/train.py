@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor
 
 from lightsuite import CONFIG_DIR
 from lightsuite.errors import ConfigError, RunInterrupted, exit_on_user_error
@@ -79,6 +80,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # in a SLURM task: SLURM's ranks, and requeueing left to submitit (utils/slurm.py)
         plugins = task_plugins()
         cluster = {} if cfg.trainer.get("plugins") else {"plugins": plugins or None}
+        if not loggers:
+            # the learning rate has nowhere to go, and Lightning's monitor refuses to start without a logger
+            callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
         trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers, **cluster)
         prepare_launch(trainer)
         announce_rank(trainer, cfg)

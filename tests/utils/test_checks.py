@@ -183,3 +183,21 @@ def test_download_into_a_folder_that_cannot_exist_is_refused(make_cfg, tmp_path)
         cfg.data.data_dir = str(blocker / "data")
     with pytest.raises(ConfigError, match=r"paths.data_dir=.*cannot be created \(not a directory\)"):
         check_config(cfg)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "+trainer.accumulate_grad_batches=0",  # Lightning divides by it
+        "trainer.check_val_every_n_epoch=0",  # Lightning divides by it
+        "task.scheduler.warmup_steps=-3",  # a ramp from above the lr
+        "task.scheduler.warmup_start=-0.5",  # a warmup through negative learning rates
+        "task.scheduler.min_lr_ratio=-0.1",  # a cosine that ends below zero
+    ],
+)
+def test_values_no_constructor_checks_are_refused_before_any_work(make_cfg, tmp_path, override):
+    key, value = override.lstrip("+").split("=")
+    with pytest.raises(ConfigError, match=rf"^{key}={value} is below \d \(.*\): set it to \d or more$"):
+        train(make_cfg("train", [override]))
+    assert not (tmp_path / "run").exists()
+    check_config(make_cfg("train", [override.replace(value, "1")]))  # the bound itself is fine

@@ -50,6 +50,16 @@ TOP_LEVEL: dict[str, Any] = {
     "temperature": float,
 }
 
+# lower bounds no constructor checks: below them Lightning divides by zero or trains on silently, and a
+# schedule ramps or decays to a negative learning rate
+AT_LEAST: dict[str, tuple[float, str]] = {
+    "trainer.accumulate_grad_batches": (1, "batches per optimizer step"),
+    "trainer.check_val_every_n_epoch": (1, "epochs between validations (null: by val_check_interval)"),
+    "task.scheduler.warmup_steps": (0, "steps of linear warmup"),
+    "task.scheduler.warmup_start": (0, "the fraction of the lr warmup starts from"),
+    "task.scheduler.min_lr_ratio": (0, "the fraction of the lr cosine decays to"),
+}
+
 # where targets that end in a bare `**kwargs` send them, so those keywords are checked too
 KWARGS_GO_TO = {"pytorch_lightning.loggers.wandb.WandbLogger": "wandb.init"}
 
@@ -59,7 +69,7 @@ EXAMPLES = {"ckpt_path": "outputs/2026-11-27/10-00-00/checkpoints/last.ckpt"}
 
 def check_config(cfg: DictConfig) -> None:
     """Raise one `ConfigError` naming every problem found in `cfg`, or return quietly."""
-    problems = list(_missing(cfg)) or [*_top_level(cfg), *_targets(cfg)]
+    problems = list(_missing(cfg)) or [*_top_level(cfg), *_targets(cfg), *_below_bounds(cfg)]
     if problems:
         raise ConfigError("; ".join(problems))
     data = cfg.get("data")
@@ -138,6 +148,13 @@ def _top_level(cfg: DictConfig) -> Iterator[str]:
             known, value = _value(cfg, key, key)
             if known and not conforms(value, hint):
                 yield _wrong_type(key, value, hint, None)
+
+
+def _below_bounds(cfg: DictConfig) -> Iterator[str]:
+    for key, (low, what) in AT_LEAST.items():
+        value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < low:
+            yield f"{key}={value} is below {low:g} ({what}): set it to {low:g} or more"
 
 
 def _targets(cfg: DictConfig) -> Iterator[str]:
