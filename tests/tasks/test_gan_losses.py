@@ -69,3 +69,32 @@ def test_pack_groups_consecutive_samples():
     assert packed[1].tolist() == [6.0, 7.0, 8.0, 9.0, 10.0, 11.0]
     images = torch.randn(4, 1, 8, 8)
     assert torch.equal(pack_samples(images, 2)[1, 1], images[3, 0])
+
+
+class _HalfSquare(torch.nn.Module):
+    """D(x) = x^2 / 2 on 1-D samples: its gradient at x is x."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.pow(2).sum(1, keepdim=True) / 2
+
+
+def test_gradient_penalty_is_taken_between_real_and_generated_samples():
+    # real at 2, generated at 0: at eps * 2 the slope is 2 eps, so the penalty is E[(2 eps - 1)^2] = 1/3
+    # for eps ~ U(0, 1); at the real samples alone it would be (2 - 1)^2 = 1, at the generated ones 1
+    torch.manual_seed(0)
+    n = 200_000  # the mean of (2 eps - 1)^2 has a standard error of 0.3 / sqrt(n) < 1e-3
+    penalty = gradient_penalty(_HalfSquare(), torch.full((n, 1), 2.0), torch.zeros(n, 1))
+    assert penalty.item() == pytest.approx(1 / 3, abs=5e-3)
+
+
+def test_gradient_penalty_norm_is_per_pack():
+    # a linear critic of packs of two 2-D points with |w| = 1: unit slope per pack, though the
+    # gradient's first sample has norm 1 and its second 0 (a per-sample penalty would be 1/2)
+    real, fake = torch.randn(16, 2), torch.randn(16, 2)
+    critic = torch.nn.Linear(4, 1)
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[0.6, 0.8, 0.0, 0.0]]))
+    assert gradient_penalty(critic, real, fake, pack=2).item() == pytest.approx(0.0, abs=1e-10)
+    with torch.no_grad():
+        critic.weight.mul_(3)
+    assert gradient_penalty(critic, real, fake, pack=2).item() == pytest.approx(4.0, rel=1e-5)

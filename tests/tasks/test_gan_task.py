@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -13,7 +15,9 @@ from conftest import FAST
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightsuite.errors import ConfigError, DivergedError, user_error
+from lightsuite.models.gan import dcgan
 from lightsuite.models.resnet import resnet20
+from lightsuite.tasks.gan import GANTask
 from lightsuite.train import train
 from lightsuite.utils.runs import build, prepare_run
 
@@ -114,20 +118,57 @@ def test_lean_rounds_do_the_same_math_as_lightnings_path(make_cfg):
     assert torch.equal(lean, lightning)
 
 
-def test_ema_follows_the_generator_and_is_what_samples(make_cfg):
-    datamodule, task, trainer = _built(make_cfg, "task.ema_decay=0.9", "trainer.max_steps=1")
-    before = [p.clone() for p in task.ema.parameters()]
+class _GeneratorSnapshots(pl.Callback):
+    """G's weights after every generator optimizer step, Lightning's and the lean rounds' alike."""
+
+    def __init__(self) -> None:
+        self.weights: list[np.ndarray] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        def keep(*_) -> None:
+            self.weights.append(_flat(pl_module.net.generator).numpy().astype(np.float64))
+
+        trainer.optimizers[0].register_step_post_hook(keep)
+
+
+def _flat(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in module.parameters()]).clone()
+
+
+def test_ema_after_n_generator_steps_is_the_closed_form_and_is_what_samples(make_cfg):
+    """EMA_n = d^n G_0 + (1 - d) sum_k d^(n - k) G_k over the n generator steps (d = 0.8)."""
+    decay = 0.8
+    ema = [f"task.ema_decay={decay}", "task.rounds_per_step=4", "trainer.max_epochs=2"]
+    cfg = make_cfg("train", [*TOY, *ema])
+    datamodule, task = prepare_run(cfg)
+    snapshots = _GeneratorSnapshots()
+    trainer = build(cfg.trainer, "trainer", callbacks=[snapshots], logger=False)
+    start = _flat(task.net.generator).numpy().astype(np.float64)
+    assert np.array_equal(_flat(task.ema).numpy(), start)  # the average starts at G's initial weights
     trainer.fit(task, datamodule=datamodule)
-    live = list(task.net.generator.parameters())
-    for b, e, g in zip(before, task.ema.parameters(), live, strict=True):
-        assert not torch.equal(e, b) and not torch.equal(e, g)  # moved, but only part of the way
+    n = len(snapshots.weights)
+    assert n == 8  # 2 epochs of one Lightning step x 4 rounds: the first through Lightning, 3 lean
+    expected = decay**n * start
+    for k, weights in enumerate(snapshots.weights, start=1):
+        expected += (1 - decay) * decay ** (n - k) * weights
+    np.testing.assert_allclose(_flat(task.ema).numpy(), expected, rtol=0, atol=1e-6)
+    assert np.abs(expected - snapshots.weights[-1]).max() > 1e-3  # not simply G's latest weights
     assert task.sampler is task.ema
-    z = torch.randn(4, task.net.latent_dim)
     torch.manual_seed(1)
     sampled = task.generate(4)
     torch.manual_seed(1)
     assert torch.allclose(sampled, task.ema.eval()(torch.randn(4, task.net.latent_dim)))
-    assert not torch.allclose(task.ema(z), task.net.generator.eval()(z))
+
+
+def test_ema_generator_takes_the_generators_batchnorm_statistics():
+    net = dcgan(input_shape=(1, 8, 8), latent_dim=4, width=4)
+    task = GANTask(net, partial(torch.optim.Adam), partial(torch.optim.Adam), ema_decay=0.9, fid=False)
+    net.generator.train()(torch.randn(16, 4) * 3 + 1)  # moves G's running statistics
+    task._update_ema()
+    buffers = list(net.generator.buffers())
+    assert buffers and not torch.equal(buffers[0], torch.zeros_like(buffers[0]))
+    for ema, live in zip(task.ema.buffers(), buffers, strict=True):
+        assert torch.equal(ema, live)
 
 
 @pytest.mark.parametrize("rounds", [1, 2], ids=["lightning_path", "lean_rounds"])
