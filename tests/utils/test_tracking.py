@@ -86,9 +86,10 @@ def test_offline_multirun_gives_one_wandb_run_per_job_in_one_group(tmp_path):
 def test_resumed_job_continues_its_wandb_run(make_cfg, tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("WANDB_SILENT", "true")
-    train(make_cfg("train", [*TINY, "logger=wandb"]))
-    # the same run dir again: auto-resume from last.ckpt, and the same W&B run id
-    train(make_cfg("train", [*TINY, "logger=wandb"]))
+    # a constant lr: a finished cosine has no schedule left to stretch over a longer resume
+    train(make_cfg("train", [*TINY, "logger=wandb", "task/scheduler=constant"]))
+    # the same run dir again, one epoch longer: auto-resume from last.ckpt, and the same W&B run id
+    train(make_cfg("train", [*TINY, "logger=wandb", "task/scheduler=constant", "trainer.max_epochs=2"]))
     files = sorted((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 2
     records = [_finished_records(f) for f in files]

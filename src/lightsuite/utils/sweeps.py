@@ -125,9 +125,12 @@ def keep_wandb_run_id(output_dir: str | os.PathLike) -> None:
         path.write_text(run_id + "\n")
 
 
-def mlflow_tags(tags: list[str] | ListConfig | None) -> dict[str, str] | None:
-    """The run's `tags` list as MLflow tags: MLflow has no plain labels, only key-value pairs."""
-    return {str(tag): "true" for tag in tags} if tags else None
+def mlflow_tags(tags: list[str] | ListConfig | None) -> DictConfig | None:
+    """The run's `tags` list as MLflow tags: MLflow has no plain labels, only key-value pairs.
+
+    A DictConfig, not a dict: `OmegaConf.resolve` (the run record) cannot store a resolver's dict.
+    """
+    return OmegaConf.create({str(tag): "true" for tag in tags}) if tags else None
 
 
 OmegaConf.register_new_resolver("sweep_id", sweep_id, replace=True)
