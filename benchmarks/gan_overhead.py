@@ -32,7 +32,8 @@ from hydra import compose, initialize_config_dir
 from pytorch_lightning.callbacks import RichProgressBar
 
 from lightsuite import CONFIG_DIR
-from lightsuite.utils.runs import build, build_all, built_loggers
+from lightsuite.run.build import build, build_all
+from lightsuite.run.loggers import built_loggers
 
 DEVNULL = open(os.devnull, "w")  # noqa: SIM115
 

@@ -35,8 +35,9 @@ from pytorch_lightning.callbacks import RichProgressBar
 from lightsuite import CONFIG_DIR
 from lightsuite.data.synthetic import SyntheticImageDataModule
 from lightsuite.models.resnet import resnet20
+from lightsuite.run.build import build, build_all
+from lightsuite.run.loggers import built_loggers
 from lightsuite.tasks.schedules import cosine
-from lightsuite.utils.runs import build, build_all, built_loggers
 
 BATCH = 128
 # the progress bar's console outlives a fit; it needs a sink that stays open

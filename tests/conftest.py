@@ -14,6 +14,10 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
 from lightsuite import CONFIG_DIR
+from lightsuite.config.resolvers import register_resolvers
+
+# as the entry points do when imported: configs composed here resolve the same
+register_resolvers()
 
 # quiet, fast runs: no redraws, no model summary, one thread per rank
 FAST = ["callbacks.rich_progress_bar=null", "callbacks.rich_model_summary=null"]

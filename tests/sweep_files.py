@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.loggers import CSVLogger
 
 from lightsuite.errors import DivergedError, exit_on_user_error
-from lightsuite.utils.runs import save_metrics
+from lightsuite.run.files import save_metrics
 
 HYDRA_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 STEPS_PER_EPOCH = 5

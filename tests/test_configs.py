@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from lightsuite import CONFIG_DIR
 from lightsuite.errors import ConfigError
-from lightsuite.utils.runs import build, build_all
+from lightsuite.run.build import build, build_all
 
 CONF = Path(CONFIG_DIR)
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))

@@ -24,7 +24,7 @@ HERE = Path(__file__).parent
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 # the jobs inherit this environment (sbatch --export=ALL): they import the test callbacks from here
-ENV = {"PYTHONPATH": str(HERE / "utils"), "OMP_NUM_THREADS": "1"}
+ENV = {"PYTHONPATH": str(HERE / "launch"), "OMP_NUM_THREADS": "1"}
 JOB = [
     *FAST,
     "hydra/launcher=slurm",

@@ -13,8 +13,8 @@ from conftest import FAST, ONE_TINY_EPOCH, run_cli
 
 from lightsuite import CONFIG_DIR
 from lightsuite.errors import ConfigError, DivergedError
+from lightsuite.run.checkpoints import load_checkpoint
 from lightsuite.train import train
-from lightsuite.utils.checkpoints import load_checkpoint
 
 # image classifiers; GAN and recurrent networks have their own tasks and tests
 MODELS = sorted(
@@ -69,7 +69,7 @@ def test_eval_missing_checkpoint_is_a_config_error(make_cfg, tmp_path):
 
 
 def test_resume_continues_from_last_checkpoint(make_cfg, tmp_path):
-    # a constant lr: a finished cosine cannot be trained on (tests/utils/test_resume.py)
+    # a constant lr: a finished cosine cannot be trained on (tests/run/test_resume.py)
     steady = [*FAST, "task/scheduler=constant", "test=false"]
     before = train(make_cfg("train", [*steady, "trainer.max_epochs=1"], run_dir=tmp_path / "a"))
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
@@ -115,7 +115,7 @@ def test_diverging_loss_stops_with_a_clear_error_and_no_metrics(make_cfg, tmp_pa
 
 
 def test_unknown_optimized_metric_lists_logged_ones(make_cfg):
-    from lightsuite.utils.runs import metric_value
+    from lightsuite.run.files import metric_value
 
     with pytest.raises(ConfigError, match="val/acc_best"):
         metric_value({"val/acc_best": 1.0}, "val/accuracy")

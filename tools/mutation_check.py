@@ -3,10 +3,10 @@
 A table (YAML) lists small source edits ("mutants"), each with the tests that should catch it
 (pytest arguments: files, node ids, `-k` expressions):
 
-    - file: src/lightsuite/utils/runs.py
+    - file: src/lightsuite/run/build.py
       old: "tmp.write_text(text)"
       new: "path.write_text(text)"
-      tests: [tests/utils/test_runs.py]
+      tests: [tests/run/test_build.py]
       why: metrics.json written in place, not via a temp file and a rename
 
 For each entry the tool replaces `old` (which must occur exactly once in `file`) with `new`, runs

@@ -14,16 +14,16 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from lightsuite import CONFIG_DIR
+from lightsuite.config.checks import check_config
+from lightsuite.config.resolvers import register_resolvers
 from lightsuite.errors import exit_on_user_error
-from lightsuite.utils.checkpoints import check_task, checkpoint_record, load_checkpoint
-from lightsuite.utils.checks import check_config
-from lightsuite.utils.runs import (
-    build,
-    built_loggers,
-    float_metrics,
-    prepare_run,
-    save_metrics,
-)
+from lightsuite.run.build import build, prepare_run
+from lightsuite.run.checkpoints import check_task, checkpoint_record, load_checkpoint
+from lightsuite.run.files import float_metrics, save_metrics
+from lightsuite.run.loggers import built_loggers
+
+# `conf/` uses them; a job that submitit unpickles elsewhere imports this module too
+register_resolvers()
 
 RUN_SECTIONS = ("data", "model", "task")
 

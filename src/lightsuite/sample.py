@@ -17,10 +17,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lightsuite import CONFIG_DIR
+from lightsuite.config.checks import check_config
+from lightsuite.config.resolvers import register_resolvers
 from lightsuite.errors import ConfigError, exit_on_user_error
-from lightsuite.utils.checkpoints import checkpoint_record, load_checkpoint
-from lightsuite.utils.checks import check_config
-from lightsuite.utils.runs import build
+from lightsuite.run.build import build
+from lightsuite.run.checkpoints import checkpoint_record, load_checkpoint
+
+# `conf/` uses them; a job that submitit unpickles elsewhere imports this module too
+register_resolvers()
 
 
 @runtime_checkable

@@ -18,10 +18,16 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
 from lightsuite import CONFIG_DIR
+from lightsuite.config.resolvers import register_resolvers
 from lightsuite.errors import ConfigError, RunInterrupted, exit_on_user_error
-from lightsuite.utils.checkpoints import RunRecord, check_task, checkpoint_record, load_checkpoint
-from lightsuite.utils.launch import announce_rank, prepare_launch
-from lightsuite.utils.resume import (
+from lightsuite.launch.ddp import announce_rank, prepare_launch
+from lightsuite.launch.slurm_task import in_slurm_task, slurm_job_id, task_plugins
+from lightsuite.launch.sweeps import keep_sweeping
+from lightsuite.run.build import build, build_all, prepare_run, refusals_named, report_dry_run
+from lightsuite.run.checkpoints import RunRecord, check_task, checkpoint_record, load_checkpoint, same_target
+from lightsuite.run.files import float_metrics, metric_value, save_metrics
+from lightsuite.run.loggers import built_loggers
+from lightsuite.run.resume import (
     Checkpointed,
     RandomStates,
     announce_resume,
@@ -29,19 +35,9 @@ from lightsuite.utils.resume import (
     keep_logged_epochs,
     resume_checkpoint,
 )
-from lightsuite.utils.runs import (
-    build,
-    build_all,
-    built_loggers,
-    float_metrics,
-    metric_value,
-    prepare_run,
-    refusals_named,
-    report_dry_run,
-    save_metrics,
-)
-from lightsuite.utils.slurm import in_slurm_task, slurm_job_id, task_plugins
-from lightsuite.utils.sweeps import keep_sweeping
+
+# `conf/` uses them; a job that submitit unpickles elsewhere imports this module too
+register_resolvers()
 
 # in-memory tensor sets are batched by slicing: worker processes would only add overhead
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -115,7 +111,7 @@ def check_resumable(cfg: DictConfig, ckpt_path: str) -> Checkpointed:
     record = checkpoint_record(ckpt, ckpt_path)
     check_task(record, cfg.task._target_, ckpt_path)
     trained = record["config"].get("model", {}).get("_target_")
-    if trained and trained != cfg.model._target_:
+    if trained and not same_target(trained, cfg.model._target_):
         raise ConfigError(
             f"ckpt_path={ckpt_path} holds a {trained.rsplit('.', 1)[-1]} network, but model= builds "
             f"{cfg.model._target_.rsplit('.', 1)[-1]}; pass the same model= as the run that wrote it"

@@ -90,7 +90,7 @@ def test_bad_settings_are_config_errors(kwargs, key):
 
 @pytest.mark.parametrize("name", ["rnn", "lstm", "gru", "lstm_equations"])
 def test_model_configs_build_with_series_and_text_net_kwargs(make_cfg, name):
-    from lightsuite.utils.runs import build
+    from lightsuite.run.build import build
 
     node = make_cfg("train", [f"model={name}"]).model
     assert build(node, "model", input_size=3, output_size=11)(torch.randn(2, 5, 3))[0].shape == (2, 11)

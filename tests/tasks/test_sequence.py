@@ -44,7 +44,7 @@ def test_backward_hooks_still_run_when_a_callback_has_them(make_cfg, tmp_path):
     """The plain `loss.backward()` shortcut is taken only when no callback could notice it."""
     import pytorch_lightning as pl
 
-    from lightsuite.utils.runs import build
+    from lightsuite.run.build import build
 
     class CountBackward(pl.Callback):
         calls = 0

@@ -1,7 +1,8 @@
 """`hydra/launcher=slurm`: hydra-submitit-launcher's SLURM launcher, with lightsuite's job watching.
 
 Hydra only instantiates launchers that live in the `hydra_plugins` namespace; the work is done in
-`lightsuite.utils.slurm`.
+`lightsuite.launch.slurm_submit`, imported only when a sweep is launched: Hydra imports every
+plugin module whenever it scans for plugins, in every Hydra app of the environment.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from collections.abc import Sequence
 
 from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
-
-from lightsuite.utils.slurm import launch_sweep
 
 
 class SlurmLauncher(submitit_launcher.SlurmLauncher):
@@ -23,4 +22,6 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
     """
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from lightsuite.launch.slurm_submit import launch_sweep
+
         return launch_sweep(self, job_overrides, initial_job_idx)

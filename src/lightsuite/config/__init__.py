@@ -1,0 +1,1 @@
+"""Checking a composed config before any work; the OmegaConf resolvers the configs use."""

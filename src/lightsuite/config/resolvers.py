@@ -1,0 +1,45 @@
+"""The OmegaConf resolvers that `conf/` uses, registered once, explicitly, by whoever composes a config.
+
+The entry points (`train`, `eval`, `sample`) call `register_resolvers()` when they are imported, so
+a job that submitit unpickles in another process has them as well; tests call it in `conftest.py`.
+Importing this module registers nothing and loads nothing heavy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+
+def sweep_id() -> str | None:
+    """The id that groups a multirun's jobs (on W&B): its sweep dir's last two parts; None for one run."""
+    if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
+        return None
+    parts = Path(str(HydraConfig.get().sweep.dir)).resolve().parts
+    return "/".join(parts[-2:])
+
+
+def gpus_per_node(accelerator: str, devices: Any) -> int | None:
+    """GPUs a SLURM job asks for per node: the trainer's devices on GPU, none on the CPU."""
+    return None if str(accelerator) == "cpu" else int(devices)
+
+
+def register_resolvers() -> None:
+    """Register every resolver `conf/` uses (again is harmless: the same functions replace themselves).
+
+    `${sweep_id:}` (logger/wandb.yaml), `${wandb_run_id:${paths.output_dir}}` (logger/wandb.yaml),
+    `${mlflow_tags:${tags}}` (logger/mlflow.yaml), `${gpus_per_node:...}` (hydra/launcher/slurm.yaml).
+    """
+    from lightsuite.run.loggers import mlflow_tags, wandb_run_id
+
+    for name, fn in (
+        ("sweep_id", sweep_id),
+        ("wandb_run_id", wandb_run_id),
+        ("mlflow_tags", mlflow_tags),
+        ("gpus_per_node", gpus_per_node),
+    ):
+        OmegaConf.register_new_resolver(name, fn, replace=True)

@@ -1,0 +1,1 @@
+"""Processes: DDP ranks inside sweeps, jobs that fail without ending a sweep, SLURM."""

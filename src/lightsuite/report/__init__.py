@@ -1,0 +1,1 @@
+"""Run dirs on disk into tables, figures and a page; reads files only."""

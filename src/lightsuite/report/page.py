@@ -1,0 +1,265 @@
+"""Building a report from run dirs: tables, figures and `index.html`, written all at once or not at all."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from hydra.utils import get_class
+
+from lightsuite.errors import ConfigError
+from lightsuite.report import plots, tables
+from lightsuite.report.runs import DONE, FAILED, REPORT_DIR, UNFINISHED, Job, find_jobs
+
+
+@dataclass
+class Report:
+    """Everything a report shows, before anything is written."""
+
+    sources: list[str]
+    jobs: list[Job]
+    keys: list[str]
+    metrics: list[str]
+    columns: list[str]
+    optimized: str | None
+    best: Job | None
+    mode: str | None
+    groups: list[tables.Setting]
+    figures: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def make_report(dirs: Sequence[str], metrics: Sequence[str] | None = None) -> Report:
+    """Read the runs under `dirs` and build the report's tables and figures in memory."""
+    if not dirs:
+        raise ConfigError("no DIR given: lightsuite-report outputs/multirun/<date>/<time> [more dirs]")
+    jobs = find_jobs(dirs)
+    logged = sorted(set().union(*(job.metric_names for job in jobs)))
+    notes: list[str] = []
+    if metrics:
+        missing = [m for m in metrics if m not in logged]
+        if missing:
+            raise ConfigError(
+                f"metrics={','.join(missing)} was not logged by any job; "
+                f"logged: {', '.join(logged) or 'nothing'}"
+            )
+        chosen = list(dict.fromkeys(metrics))
+    else:
+        chosen = default_metrics(jobs, notes)
+        skipped = [m for m in chosen if m not in logged]
+        if skipped:
+            notes.append(f"not logged by any job, not plotted: {', '.join(skipped)}")
+        chosen = [m for m in chosen if m in logged]
+        if not chosen:
+            raise ConfigError(
+                f"no job logged the default metrics; choose with metrics=a,b from: {', '.join(logged)}"
+            )
+
+    optimized = _optimized_metric(jobs)
+    best, mode = tables.best_job(jobs, optimized)
+    if optimized and best is None:
+        notes.append(f"no best job marked: no finished job logged {optimized} or its direction is unknown")
+    keys = tables.swept_keys(jobs)
+    groups = tables.settings(jobs, keys)
+    report = Report(
+        sources=[str(d) for d in dirs],
+        jobs=jobs,
+        keys=keys,
+        metrics=chosen,
+        columns=_columns(optimized, chosen, logged),
+        optimized=optimized,
+        best=best,
+        mode=mode,
+        groups=groups,
+        notes=notes,
+    )
+    for metric in chosen:
+        fig = plots.curves_figure(groups, metric)
+        if fig is not None:
+            report.figures[f"curves_{_slug(metric)}.png"] = (f"{metric} during training", plots.png(fig))
+    for key in plots.numeric_keys(jobs, keys):
+        shown = list(dict.fromkeys([*([optimized] if optimized in logged else []), *chosen]))
+        fig = plots.hparam_figure(jobs, key, keys, shown)
+        if fig is not None:
+            report.figures[f"hparam_{_slug(key)}.png"] = (f"final metrics vs {key}", plots.png(fig))
+    return report
+
+
+def default_metrics(jobs: Sequence[Job], notes: list[str]) -> list[str]:
+    """The `report_metrics` of each job's task class (in order, no repeats); else `optimized_metric`."""
+    chosen: list[str] = []
+    for target in dict.fromkeys(str((job.config.get("task") or {}).get("_target_", "")) for job in jobs):
+        if not target:
+            continue
+        try:
+            names = getattr(get_class(target), "report_metrics", ())
+        except Exception as exc:  # a class renamed since the run: the report still shows the rest
+            notes.append(
+                f"task {target} could not be imported ({type(exc).__name__}): its default metrics skipped"
+            )
+            continue
+        chosen += [m for m in names if m not in chosen]
+    optimized = _optimized_metric(jobs)
+    if not chosen and optimized:
+        chosen.append(optimized)
+    return chosen
+
+
+def write_report(report: Report, output: str | os.PathLike) -> Path:
+    """Write every file into a temporary folder beside `output`, then swap it in: never half a report."""
+    output = Path(output).expanduser()
+    if output.exists() and not _replaceable(output):
+        raise ConfigError(
+            f"output={output} exists and is not a lightsuite report; give a new or empty folder "
+            "(an earlier report there is replaced)"
+        )
+    files = _files(report)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        for name, content in files.items():
+            data = content.encode() if isinstance(content, str) else content
+            (tmp / name).write_bytes(data)
+        tmp.chmod(0o755)
+        old = None
+        if output.exists():
+            old = output.with_name(f".{output.name}.old-{os.getpid()}")
+            output.rename(old)
+        tmp.rename(output)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return output
+
+
+def _replaceable(folder: Path) -> bool:
+    """An empty folder or an earlier report: nothing else is ever deleted by a re-run."""
+    if not folder.is_dir():
+        return False
+    names = [p.name for p in folder.iterdir()]
+    return not names or ("index.html" in names and all(_REPORT_FILE.fullmatch(n) for n in names))
+
+
+_REPORT_FILE = re.compile(r"index\.html|(jobs|settings)\.(md|csv)|(curves|hparam)_\w+\.png")
+
+
+def default_output(dirs: Sequence[str]) -> Path:
+    return Path(dirs[0]).expanduser() / REPORT_DIR
+
+
+def job_rows(report: Report) -> tuple[list[str], list[list[str]]]:
+    return tables.job_table(report.jobs, report.keys, report.columns, report.best)
+
+
+def _files(report: Report) -> dict[str, str | bytes]:
+    header, rows = job_rows(report)
+    files: dict[str, str | bytes] = {
+        "jobs.md": tables.markdown(header, rows),
+        "jobs.csv": tables.job_csv(report.jobs, report.keys, report.best),
+    }
+    if _repeated(report):
+        files["settings.md"] = tables.markdown(*tables.setting_table(report.groups, report.columns))
+        files["settings.csv"] = tables.setting_csv(report.groups, report.columns)
+    files.update({name: data for name, (_, data) in report.figures.items()})
+    files["index.html"] = page(report)
+    return files
+
+
+def page(report: Report) -> str:
+    """`index.html`: one self-contained page (inline styles, images as data URIs), no network needed."""
+    esc = html.escape
+    counts = {s: sum(j.status == s for j in report.jobs) for s in (DONE, FAILED, UNFINISHED)}
+    summary = f"{len(report.jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    if report.best is not None:
+        value = tables.fmt(report.best.metric(report.optimized))
+        summary += (
+            f". Best by <code>{esc(report.optimized)}</code> ({report.mode}imized): "
+            f"<b>{esc(report.best.name)}</b> = {value} (★)"
+        )
+    parts = [
+        f"<h1>lightsuite report</h1><p class=meta>{esc(', '.join(report.sources))} · "
+        f"{datetime.now():%Y-%m-%d %H:%M}</p>",
+        f"<p id=summary>{summary}.</p>",
+        *(f"<p class=note>{esc(n)}</p>" for n in report.notes),
+        "<h2>Jobs</h2>",
+        _html_table("jobs", *job_rows(report), report.jobs),
+        "<p class=meta>Final metrics from <code>metrics.json</code>; for a job that did not finish, the "
+        "last logged value. Also as <a href=jobs.md>markdown</a> and <a href=jobs.csv>CSV</a> "
+        "(every metric).</p>",
+    ]
+    if _repeated(report):
+        parts += [
+            "<h2>Settings (mean ± s.d. over seeds)</h2>",
+            _html_table("settings", *tables.setting_table(report.groups, report.columns)),
+            "<p class=meta>Over finished jobs; also as <a href=settings.md>markdown</a> and "
+            "<a href=settings.csv>CSV</a>.</p>",
+        ]
+    for section, prefix in (("Training curves", "curves_"), ("Final metrics vs hyperparameters", "hparam_")):
+        figures = [(n, c, d) for n, (c, d) in report.figures.items() if n.startswith(prefix)]
+        if figures:
+            parts.append(f"<h2>{section}</h2>")
+        for name, caption, data in figures:
+            src = "data:image/png;base64," + base64.b64encode(data).decode()
+            parts.append(
+                f'<figure><img src="{src}" alt="{esc(caption)}"><figcaption>{esc(caption)} '
+                f"(<a href={name}>{name}</a>)</figcaption></figure>"
+            )
+    body = "\n".join(parts)
+    head = f"<meta charset=utf-8><title>lightsuite report</title>\n<style>{CSS}</style>"
+    return f"<!doctype html>\n<html lang=en><head>{head}</head>\n<body>\n{body}\n</body></html>\n"
+
+
+CSS = """
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em }
+table { border-collapse: collapse; margin: 1em 0; font-variant-numeric: tabular-nums }
+th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left }
+th { background: #f2f2f2 }
+tr.best { background: #fff4c2; font-weight: 600 }
+tr.failed td { color: #a00 }
+tr.unfinished td { color: #777 }
+figure { margin: 1.5em 0 }
+img { max-width: 100%; border: 1px solid #eee }
+.meta, figcaption { color: #666; font-size: 90% }
+.note { color: #8a5a00 }
+"""
+
+
+def _html_table(table_id: str, header: list[str], rows: list[list[str]], jobs: Sequence[Job] = ()) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        job = jobs[i] if jobs else None
+        cls = "" if job is None else ("best" if "★" in row else job.status)
+        body.append(f"<tr class='{cls}'>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
+    return f"<table id={table_id}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _columns(optimized: str | None, chosen: Sequence[str], logged: Sequence[str]) -> list[str]:
+    """Table columns: the optimized metric, the chosen ones, and the test metric of each chosen one."""
+    tests = [f"test/{m.split('/', 1)[1]}" for m in chosen if "/" in m]
+    wanted = [*([optimized] if optimized else []), *chosen, *tests]
+    return [m for m in dict.fromkeys(wanted) if m in logged]
+
+
+def _optimized_metric(jobs: Sequence[Job]) -> str | None:
+    names = [job.config.get("optimized_metric") for job in jobs if job.config.get("optimized_metric")]
+    return str(names[0]) if names else None
+
+
+def _repeated(report: Report) -> bool:
+    return any(len(group.jobs) > 1 for group in report.groups)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_")

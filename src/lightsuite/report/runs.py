@@ -1,0 +1,309 @@
+"""Reading finished, failed and unfinished runs back from disk, for `lightsuite-report`.
+
+A run dir is what one `lightsuite-train` job leaves: `.hydra/` (config and overrides, written
+before the job starts), `config.yaml` (resolved), `csv/metrics.csv` (the CSV logger's history),
+`metrics.json` (only when the job finished), `<job name>.log` (Hydra's log file, which holds
+the error of a failed job) and, for a job of a multirun, `job_status.json` (the sweep's verdict).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lightsuite.errors import ConfigError
+
+# written by each job of a multirun (launch/sweeps.py); read here so the report and the summary agree
+from lightsuite.io import STATUS_FILE
+
+REPORT_DIR = "report"
+DONE, FAILED, UNFINISHED = "done", "failed", "unfinished"
+# a Hydra log record starts with its timestamp: `[2026-11-27 15:30:00,123][name][LEVEL] - message`
+_RECORD = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+\]\[[^\]]*\]\[(\w+)\] - ?(.*)$")
+
+
+@dataclass
+class Point:
+    """One logged value: the optimizer step, the epoch when the metric was logged with one, the value."""
+
+    step: int
+    epoch: int | None
+    value: float
+
+
+@dataclass
+class Job:
+    """One run dir read back: what it was asked to do, how far it got and what it logged."""
+
+    path: Path
+    name: str
+    config: dict[str, Any]
+    overrides: dict[str, str]
+    choices: dict[str, str]
+    sweeper: dict[str, Any]
+    status: str
+    error: str | None
+    final: dict[str, float]
+    history: dict[str, list[Point]] = field(default_factory=dict)
+
+    def value(self, key: str) -> str | None:
+        """This job's value of an override key: its own override, else its config or group choice."""
+        if key in self.overrides:
+            return self.overrides[key]
+        if key in self.choices:
+            return self.choices[key]
+        node: Any = self.config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return None if isinstance(node, (dict, list)) else _text(node)
+
+    def metric(self, name: str) -> float | None:
+        """The final value of `name`: from `metrics.json`, or the last one logged by an unfinished job."""
+        if name in self.final:
+            return self.final[name]
+        points = self.history.get(name)
+        return points[-1].value if points and self.status != DONE else None
+
+    @property
+    def metric_names(self) -> set[str]:
+        return set(self.final) | set(self.history)
+
+
+def find_jobs(dirs: Iterable[str | os.PathLike]) -> list[Job]:
+    """Every run under each of `dirs` (a sweep dir, a parent of sweeps, or a run dir itself).
+
+    A job is named by its path under the DIR given (`0`, `1`, ...), prefixed with that DIR's name
+    when several are given, so jobs of two sweeps never share a name.
+    """
+    roots = [Path(d).expanduser() for d in dirs]
+    jobs: list[Job] = []
+    seen: set[Path] = set()
+    for given, root in zip(dirs, roots, strict=True):
+        if not root.is_dir():
+            raise ConfigError(
+                f"{given} is not a directory: pass a multirun dir or run dirs (outputs/multirun/...)"
+            )
+        found = _run_dirs(root)
+        if not found:
+            raise ConfigError(
+                f"no runs in {given}: a run dir holds .hydra/ or config.yaml "
+                "(pass a multirun dir such as outputs/multirun/<date>/<time>)"
+            )
+        for path in found:
+            if path.resolve() in seen:
+                continue
+            seen.add(path.resolve())
+            name = path.name if path == root else str(path.relative_to(root))
+            if len(roots) > 1 and path != root:
+                name = f"{root.resolve().name}/{name}"
+            jobs.append(load_job(path, name))
+    return jobs
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / ".hydra" / "config.yaml").is_file() or (
+        (path / "config.yaml").is_file() and ((path / "metrics.json").is_file() or (path / "csv").is_dir())
+    )
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    """Run dirs under `root`, in a stable (natural) order; never looks inside a run or a report."""
+    if is_run_dir(root):
+        return [root]
+    found = []
+    for here, subdirs, _ in os.walk(root):
+        here_path = Path(here)
+        keep = []
+        for sub in subdirs:
+            path = here_path / sub
+            if sub == REPORT_DIR or sub.startswith("."):
+                continue
+            if is_run_dir(path):
+                found.append(path)
+            else:
+                keep.append(sub)
+        subdirs[:] = keep
+    return sorted(found, key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))])
+
+
+def load_job(path: Path, name: str) -> Job:
+    """Read one run dir; anything missing (a job that never started training) is left empty."""
+    hydra_dir = path / ".hydra"
+    config = _read_yaml(path / "config.yaml") or _read_yaml(hydra_dir / "config.yaml") or {}
+    overrides = parse_overrides(_read_yaml(hydra_dir / "overrides.yaml") or [])
+    hydra_cfg = (_read_yaml(hydra_dir / "hydra.yaml") or {}).get("hydra", {})
+    choices = {k: _text(v) for k, v in (hydra_cfg.get("runtime", {}).get("choices") or {}).items()}
+    history = read_history(path / "csv" / "metrics.csv")
+    final = _read_final(path)
+    if final is not None and not from_this_run(final, history):
+        final = None
+    error = last_error(path)
+    status = DONE if final is not None else FAILED if error else UNFINISHED
+    failure = sweep_failure(_read_json(path / STATUS_FILE), final, config.get("optimized_metric"))
+    if status == DONE and failure is not None:
+        status, error = FAILED, failure
+    return Job(
+        path=path,
+        name=name,
+        config=config,
+        overrides=overrides,
+        choices=choices,
+        sweeper=hydra_cfg.get("sweeper") or {},
+        status=status,
+        error=error if status != DONE else None,
+        final=final or {},
+        history=history,
+    )
+
+
+def sweep_failure(record: Any, final: dict[str, float] | None, objective: str | None) -> str | None:
+    """Why the sweep failed a job that finished (its objective NaN, infinite or not logged), else None.
+
+    A job can write `metrics.json` and still fail its sweep; `job_status.json` says so. The record
+    counts only if it belongs to this `metrics.json`: it holds the same objective (none, for a
+    non-finite or missing one), so a later run into the same dir is not failed by an old record.
+    """
+    if not isinstance(record, dict) or record.get("status") != "failed" or final is None:
+        return None
+    recorded, written = record.get("objective"), final.get(objective) if objective else None
+    if written is not None and not math.isfinite(written):
+        written = None
+    same = recorded is None if written is None else _is_number(recorded) and math.isclose(recorded, written)
+    return str(record.get("error") or "failed") if same else None
+
+
+def parse_overrides(lines: list[str]) -> dict[str, str]:
+    """`["model=plain20", "+x=1", "~y"]` as `{"model": "plain20", "x": "1"}` (deletions dropped)."""
+    out = {}
+    for line in lines:
+        key, sep, value = str(line).partition("=")
+        if not sep or key.startswith("~"):
+            continue
+        out[key.lstrip("+").split("@")[0]] = value
+    return out
+
+
+def _read_final(path: Path) -> dict[str, float] | None:
+    """`metrics.json` as floats (null, written for a non-finite value, as NaN); None if absent or bad."""
+    file = path / "metrics.json"
+    try:
+        data = json.loads(file.read_text()) if file.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {k: float(v) if v is not None else math.nan for k, v in data.items() if _is_number(v) or v is None}
+
+
+def from_this_run(final: dict[str, float], history: dict[str, list[Point]]) -> bool:
+    """Whether `metrics.json` was written by the run that logged `history`.
+
+    A job re-run into the same dir rewrites the CSV log but leaves the earlier run's `metrics.json`
+    until it finishes. A finished run's final values are the last ones it logged, so any metric in
+    both that disagrees gives an earlier run away. Content, not file times: copies keep it.
+    """
+    for key, value in final.items():
+        points = history.get(key)
+        if points and math.isfinite(value) and not math.isclose(points[-1].value, value, rel_tol=1e-5):
+            return False
+    return True
+
+
+def read_history(file: Path) -> dict[str, list[Point]]:
+    """The CSV logger's rows as one series per metric, ordered by step (the last value of a step wins)."""
+    if not file.is_file():
+        return {}
+    by_metric: dict[str, dict[tuple[int, int | None], Point]] = {}
+    try:
+        with file.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return {}
+    for row in rows:
+        step = _int(row.get("step"))
+        if step is None:
+            continue
+        epoch = _int(row.get("epoch"))
+        for key, raw in row.items():
+            if key in ("step", "epoch") or key is None or raw in (None, ""):
+                continue
+            try:
+                value = float(raw)
+            except ValueError:
+                continue
+            by_metric.setdefault(key, {})[(step, epoch)] = Point(step, epoch, value)
+    return {k: sorted(v.values(), key=lambda p: (p.step, p.epoch or 0)) for k, v in by_metric.items()}
+
+
+def last_error(path: Path) -> str | None:
+    """The last line of the last error recorded in the run's log file(s), if any."""
+    logs = sorted(path.glob("*.log"), key=lambda p: p.stat().st_mtime)
+    for log in reversed(logs):
+        try:
+            lines = log.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        start = None
+        for i, line in enumerate(lines):
+            match = _RECORD.match(line)
+            if (match and match.group(1) in ("ERROR", "CRITICAL")) or line.startswith("Traceback"):
+                start = i
+        if start is None:
+            continue
+        block = [lines[start]]
+        for line in lines[start + 1 :]:
+            if _RECORD.match(line):
+                break
+            block.append(line)
+        text = [ln.strip() for ln in block if ln.strip()]
+        last = text[-1]
+        match = _RECORD.match(last)
+        return match.group(2) if match else last
+    return None
+
+
+def _read_json(file: Path) -> Any:
+    try:
+        return json.loads(file.read_text()) if file.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _read_yaml(file: Path) -> Any:
+    if not file.is_file():
+        return None
+    try:
+        return yaml.safe_load(file.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _text(value: Any) -> str:
+    """A config value as it would be written on the command line."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _int(raw: str | None) -> int | None:
+    try:
+        return int(float(raw)) if raw not in (None, "") else None
+    except ValueError:
+        return None

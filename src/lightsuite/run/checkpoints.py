@@ -1,0 +1,113 @@
+"""Reading the suite's own checkpoints safely, and the record that makes them self-describing.
+
+Every training run stores, beside Lightning's state, a `lightsuite` entry: the resolved config
+and the network's data-dependent keywords (`net_kwargs`). With it a checkpoint alone rebuilds its
+network and task, so `lightsuite-sample` and `lightsuite-eval` need nothing else, and a checkpoint
+of another family is recognised before any weights are loaded. It also holds the fit's metrics at
+that point and whether the run stopped itself there, so a resume that has nothing left to train
+still knows what the fit reported (`utils/resume.py`).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import get_object
+
+from lightsuite.errors import ConfigError
+from lightsuite.run.files import float_metrics
+
+RECORD_KEY = "lightsuite"
+
+
+class RunRecord(pl.Callback):
+    """Writes the run's resolved config and `net_kwargs` into every checkpoint it saves.
+
+    Checkpoints are saved after the epoch's metrics are reduced and after early stopping has
+    decided, so `fit_metrics` are what `trainer.fit` would report if the run ended there.
+    """
+
+    def __init__(self, config: Mapping[str, Any], net_kwargs: Mapping[str, Any]) -> None:
+        self.record = {"config": dict(config), "net_kwargs": dict(net_kwargs)}
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[RECORD_KEY] = {
+            **self.record,
+            "task": _qualname(type(pl_module)),
+            "fit_metrics": float_metrics(trainer.callback_metrics),
+            "stopped": bool(trainer.should_stop),
+        }
+
+
+def same_target(a: str, b: str) -> bool:
+    """Whether two dotted names name the same object: a class re-exported by its package
+    (`lightsuite.tasks.gan.GANTask`, the name checkpoints before the layout change store) is the
+    class of its module (`lightsuite.tasks.gan.task.GANTask`)."""
+    if a == b:
+        return True
+    try:
+        return get_object(a) is get_object(b)
+    except Exception:  # a name that no longer imports is not the same as one that does
+        return False
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def load_checkpoint(path: str | os.PathLike, key: str = "ckpt_path") -> dict[str, Any]:
+    """Load a checkpoint with `weights_only=True`, turning every way it can be wrong into one line.
+
+    `key` is the config key the path came from, so the message names what to change.
+    """
+    file = Path(path).expanduser()
+    if not file.exists():
+        raise ConfigError(f"{key}={path}: no such file; pass {key}=<run dir>/checkpoints/last.ckpt")
+    if not file.is_file():
+        raise ConfigError(f"{key}={path} is a directory; pass a .ckpt file in it, e.g. checkpoints/last.ckpt")
+    try:
+        ckpt = torch.load(file, map_location="cpu", weights_only=True)
+    except PermissionError as exc:
+        raise ConfigError(f"{key}={path} cannot be read ({exc.strerror}); check its permissions") from exc
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
+        raise ConfigError(
+            f"{key}={path} is not a checkpoint lightsuite can read (truncated, or not saved by "
+            "torch/Lightning); pass a .ckpt written by lightsuite-train"
+        ) from exc
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ConfigError(f"{key}={path} holds no Lightning state; pass a .ckpt written by lightsuite-train")
+    return ckpt
+
+
+def checkpoint_record(
+    ckpt: Mapping[str, Any], path: str | os.PathLike, key: str = "ckpt_path"
+) -> dict[str, Any]:
+    """The `lightsuite` record of a loaded checkpoint; a checkpoint without one is refused."""
+    record = ckpt.get(RECORD_KEY)
+    if not isinstance(record, dict) or "config" not in record:
+        raise ConfigError(
+            f"{key}={path} was not written by lightsuite-train (no run record in it); "
+            "pass a checkpoint from a lightsuite run dir"
+        )
+    return record
+
+
+def check_task(
+    record: Mapping[str, Any], expected: str, path: str | os.PathLike, key: str = "ckpt_path"
+) -> None:
+    """Refuse a checkpoint whose task is not `expected` (a qualified class name), naming both."""
+    found = record.get("task", "?")
+    if not same_target(found, expected):
+        raise ConfigError(
+            f"{key}={path} is a checkpoint of {found.rsplit('.', 1)[-1]}, not {expected.rsplit('.', 1)[-1]}; "
+            "pass a checkpoint of the same task (or choose the matching task=... and model=...)"
+        )

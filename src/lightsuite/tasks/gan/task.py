@@ -1,0 +1,335 @@
+"""Adversarial training (Goodfellow et al. 2014): G and D trained alternately, with manual optimization.
+
+One Lightning step runs `rounds_per_step` rounds, each of `n_critic` discriminator steps on their own
+consecutive slice of the real batch followed by one generator step. With one round per step this is
+Lightning's GAN example; several rounds per step only spread Lightning's per-step cost over more
+optimizer steps (the math is the same as one round on each of `rounds_per_step` smaller batches).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+from pytorch_lightning.plugins.precision import Precision
+from pytorch_lightning.utilities import rank_zero_only
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from lightsuite.errors import ConfigError, DivergedError
+from lightsuite.io import save_npy, save_png
+from lightsuite.models.gan import GAN
+from lightsuite.tasks.gan.evaluation import GANEvaluation
+from lightsuite.tasks.gan.losses import LOSSES, d_loss, g_loss, gradient_penalty, pack_samples
+from lightsuite.tasks.gan.pictures import image_grid, log_image, scatter_plot
+
+SAMPLE_FORMATS = (".png", ".npy")
+
+
+class GANTask(pl.LightningModule):
+    """Trains `net` (a GAN: generator + discriminator) with `loss`; logs `train/d_loss`, `train/g_loss`
+    and, offline, `val/modes_covered` + `val/hq_ratio` (2-D mixtures) or `val/fid` + `val/class_confidence`
+    (images). `g_optimizer` and `d_optimizer` are partials (Hydra `_partial_: true`) taking parameters.
+    """
+
+    report_metrics: tuple[str, ...] = (
+        "val/modes_covered",
+        "val/hq_ratio",
+        "val/fid",
+        "train/d_loss",
+        "train/g_loss",
+    )
+
+    def __init__(
+        self,
+        net: GAN,
+        g_optimizer: Callable[..., Optimizer],
+        d_optimizer: Callable[..., Optimizer],
+        loss: str = "non_saturating",
+        n_critic: int = 1,
+        pack: int = 1,
+        gp_weight: float = 10.0,
+        ema_decay: float | None = None,
+        grad_clip: float | None = None,
+        rounds_per_step: int = 1,
+        num_eval_samples: int = 2000,
+        eval_batch_size: int = 500,
+        sample_every_n_epochs: int = 1,
+        num_grid_samples: int = 64,
+        fid: bool = True,
+        fid_classifier: Callable[..., nn.Module] | None = None,
+        fid_classifier_ckpt: str | None = None,
+        fid_classifier_dir: str | None = None,
+        fid_classifier_epochs: int = 10,
+        fid_inception_weights: str | None = None,
+    ) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ConfigError(f"task.loss={loss!r} is not a GAN loss; choose one of: {', '.join(LOSSES)}")
+        for key, value, low in (
+            ("n_critic", n_critic, 1),
+            ("pack", pack, 1),
+            ("rounds_per_step", rounds_per_step, 1),
+            ("num_eval_samples", num_eval_samples, 2),
+            ("eval_batch_size", eval_batch_size, 1),
+            ("sample_every_n_epochs", sample_every_n_epochs, 0),
+            ("num_grid_samples", num_grid_samples, 1),
+            ("fid_classifier_epochs", fid_classifier_epochs, 1),
+        ):
+            if value < low:
+                raise ConfigError(f"task.{key}={value} must be >= {low}")
+        if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
+            raise ConfigError(f"task.ema_decay={ema_decay} must be in [0, 1) (or null for no EMA)")
+        if grad_clip is not None and not grad_clip > 0:
+            raise ConfigError(f"task.grad_clip={grad_clip} must be > 0 (or null for no clipping)")
+        if gp_weight < 0:
+            raise ConfigError(f"task.gp_weight={gp_weight} must be >= 0")
+        if not isinstance(net, GAN):
+            raise ConfigError(
+                f"task=gan needs a GAN network (model=mlp_gan or model=dcgan), got {type(net).__name__}"
+            )
+        if net.pack != pack:
+            raise ConfigError(
+                f"model.pack={net.pack} differs from task.pack={pack}: set both to the same value"
+            )
+        self.save_hyperparameters(ignore=["net", "g_optimizer", "d_optimizer", "fid_classifier"])
+        # two optimizers, alternating: Lightning's automatic loop cannot express n_critic or the GP
+        self.automatic_optimization = False
+        self.net = net
+        self.g_optimizer_factory, self.d_optimizer_factory = g_optimizer, d_optimizer
+        self.loss, self.n_critic, self.pack, self.gp_weight = loss, n_critic, pack, gp_weight
+        self.ema_decay, self.grad_clip, self.rounds_per_step = ema_decay, grad_clip, rounds_per_step
+        self.num_eval_samples, self.eval_batch_size = num_eval_samples, eval_batch_size
+        self.sample_every_n_epochs = sample_every_n_epochs
+        # the exponential moving average of G's weights samples and is evaluated when on
+        self.ema = copy.deepcopy(net.generator).requires_grad_(False) if ema_decay is not None else None
+        # one noise batch for every picture of a run, so pictures of successive epochs compare
+        self.register_buffer(
+            "fixed_noise", torch.randn(num_grid_samples, net.latent_dim, generator=_seeded(0))
+        )
+        # the offline judges (mode counter, FID feature network) are built at fit start and never saved
+        self.evaluation = GANEvaluation(
+            fid=fid,
+            classifier=fid_classifier,
+            classifier_ckpt=fid_classifier_ckpt,
+            classifier_dir=fid_classifier_dir,
+            classifier_epochs=fid_classifier_epochs,
+            num_reference=num_eval_samples,
+            inception_weights=fid_inception_weights,
+        )
+        self._loss_sums: Tensor | None = None
+        self._rounds = 0
+        self._lean_rounds = False
+
+    # --- sampling ------------------------------------------------------------------------------------------
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator that samples and is evaluated: the EMA copy when on."""
+        return self.ema if self.ema is not None else self.net.generator
+
+    @torch.no_grad()
+    def generate(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """`n` samples from the sampling generator, in batches of `eval_batch_size`."""
+        out = []
+        for start in range(0, n, self.eval_batch_size):
+            size = min(self.eval_batch_size, n - start)
+            z = torch.randn(size, self.net.latent_dim, generator=generator).to(self.device)
+            out.append(self.sampler(z))
+        return torch.cat(out)
+
+    # --- training ------------------------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        return [
+            self.g_optimizer_factory(self.net.generator.parameters()),
+            self.d_optimizer_factory(self.net.discriminator.parameters()),
+        ]
+
+    def _step(self, opt: Any, loss: Tensor, lean: bool = False) -> None:
+        opt.zero_grad(set_to_none=True)
+        if lean:
+            # the same update without Lightning's per-step hooks and bookkeeping (see `_lean_rounds`)
+            loss.backward()
+            if self.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self._params(opt), self.grad_clip)
+            opt.optimizer.step()
+            return
+        self.manual_backward(loss)
+        if self.grad_clip is not None:
+            # Lightning refuses trainer.gradient_clip_val under manual optimization; clip here instead
+            self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+        opt.step()
+
+    @staticmethod
+    def _params(opt: Any) -> list[Tensor]:
+        return [p for group in opt.param_groups for p in group["params"]]
+
+    def on_fit_start(self) -> None:
+        # Rounds after the first of a Lightning step may bypass Lightning's backward/step hooks when
+        # these do nothing but call hooks: full 32-bit precision on one device. For tiny networks the
+        # hooks cost more than the math; the hooks, `global_step` and the step-progress counters
+        # then count one D and one G step per Lightning step.
+        trainer = self.trainer
+        self._lean_rounds = type(trainer.precision_plugin) is Precision and trainer.world_size == 1
+
+    def discriminator_step(self, real: Tensor, opt: Any, lean: bool = False) -> Tensor:
+        D = self.net.discriminator
+        self.toggle_optimizer(opt)
+        with torch.no_grad():
+            fake = self.net.generator(torch.randn(len(real), self.net.latent_dim, device=real.device))
+        loss = d_loss(self.loss, D(pack_samples(real, self.pack)), D(pack_samples(fake, self.pack)))
+        if self.loss == "wgan_gp" and self.gp_weight > 0:
+            loss = loss + self.gp_weight * gradient_penalty(D, real, fake, self.pack)
+        self._step(opt, loss, lean)
+        self.untoggle_optimizer(opt)
+        return loss.detach()
+
+    def generator_step(self, n: int, opt: Any, lean: bool = False) -> Tensor:
+        self.toggle_optimizer(opt)
+        fake = self.net.generator(torch.randn(n, self.net.latent_dim, device=self.device))
+        loss = g_loss(self.loss, self.net.discriminator(pack_samples(fake, self.pack)))
+        self._step(opt, loss, lean)
+        self.untoggle_optimizer(opt)
+        if self.ema is not None:
+            self._update_ema()
+        return loss.detach()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        ema, live = list(self.ema.parameters()), list(self.net.generator.parameters())
+        torch._foreach_lerp_(ema, live, 1.0 - self.ema_decay)
+        for b_ema, b in zip(self.ema.buffers(), self.net.generator.buffers(), strict=True):
+            b_ema.copy_(b)  # BatchNorm statistics follow G's
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        real = batch[0]
+        g_opt, d_opt = self.optimizers()
+        slices = self.rounds_per_step * self.n_critic
+        size = len(real) // slices // self.pack * self.pack
+        if size == 0:  # a last batch too small to slice: skipped rather than changing the batch size
+            return
+        reals = real[: size * slices].split(size)
+        self.evaluation.see_training_batch(real)
+        sums = torch.zeros(2, device=real.device)
+        for r in range(self.rounds_per_step):
+            lean = r > 0 and self._lean_rounds
+            for c in range(self.n_critic):
+                sums[0] += self.discriminator_step(reals[r * self.n_critic + c], d_opt, lean)
+            sums[1] += self.generator_step(size, g_opt, lean)
+        sums[0] /= self.n_critic
+        self._loss_sums = sums if self._loss_sums is None else self._loss_sums + sums
+        self._rounds += self.rounds_per_step
+
+    def on_train_epoch_end(self) -> None:
+        if self._loss_sums is None:
+            return
+        d, g = (self._loss_sums / self._rounds).tolist()
+        self._loss_sums, self._rounds = None, 0
+        if not (np.isfinite(d) and np.isfinite(g)):
+            g_opt, d_opt = self.optimizers()
+            raise DivergedError(
+                f"train/d_loss={d} train/g_loss={g} in epoch {self.current_epoch}: lower the learning rates "
+                f"(task.g_optimizer.lr, now {g_opt.param_groups[0]['lr']:.3g}; "
+                f"task.d_optimizer.lr, now {d_opt.param_groups[0]['lr']:.3g}) "
+                "or clip gradients (task.grad_clip=1.0)"
+            )
+        self.log_dict({"train/d_loss": d, "train/g_loss": g}, prog_bar=True, sync_dist=True)
+
+    # --- evaluation ----------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        self.evaluation.build(
+            self.trainer.datamodule, self.net.sample_shape, self.trainer.strategy.root_device
+        )
+        if stage == "fit" and not self.trainer.fast_dev_run:  # fast_dev_run skips those callbacks
+            self._check_monitors()
+
+    def _check_monitors(self) -> None:
+        """Fail before training when checkpointing or early stopping watch a metric this task never logs."""
+        logged = ["train/d_loss", "train/g_loss", *(f"val/{name}" for name in self.evaluation.metric_names())]
+        for callback in self.trainer.callbacks:
+            monitor = getattr(callback, "monitor", None)
+            key = {"ModelCheckpoint": "model_checkpoint", "EarlyStopping": "early_stopping"}.get(
+                type(callback).__name__
+            )
+            if key and monitor and monitor not in logged:
+                raise ConfigError(
+                    f"callbacks.{key}.monitor={monitor} is not logged by task=gan on this data; "
+                    "use a GAN experiment (experiment=gaussians_gan, digits_dcgan, ...) "
+                    f"or one of: {', '.join(logged)}"
+                )
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        if not self.trainer.sanity_checking:
+            self.evaluation.see_real_batch("val", *batch)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.evaluation.see_real_batch("test", *batch)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self._evaluate("val")
+        every = self.sample_every_n_epochs
+        if every and (self.current_epoch + 1) % every == 0:
+            self._save_picture()
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluate("test")
+
+    def _evaluate(self, stage: str) -> None:
+        fake = self.generate(self.num_eval_samples, generator=_seeded(1234))
+        metrics = self.evaluation.compute(stage, fake, self.eval_batch_size)
+        self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, prog_bar=True, sync_dist=True)
+
+    def picture(self, samples: Tensor) -> np.ndarray:
+        """A grid of images, or a scatter plot of points over the true modes."""
+        if samples.dim() == 4:
+            return image_grid(samples)
+        return scatter_plot(samples, self.evaluation.modes, self.evaluation.std)
+
+    @rank_zero_only
+    def _save_picture(self) -> None:
+        with torch.no_grad():
+            if len(self.net.sample_shape) == 1:
+                samples = self.generate(self.num_eval_samples, generator=_seeded(1234))
+            else:
+                samples = self.sampler(self.fixed_noise)
+        array = self.picture(samples)
+        save_png(
+            array, Path(self.trainer.default_root_dir) / "samples" / f"epoch_{self.current_epoch:03d}.png"
+        )
+        log_image(self.loggers, "val/samples", array, self.global_step)
+
+    # --- checkpoints and lightsuite-sample -----------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the true modes of a 2-D mixture, so that a scatter plot from the checkpoint alone shows them
+        if self.evaluation.modes is not None:
+            checkpoint["gan_modes"] = {"modes": self.evaluation.modes.tolist(), "std": self.evaluation.std}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "gan_modes" in checkpoint:
+            self.evaluation.modes = torch.tensor(checkpoint["gan_modes"]["modes"])
+            self.evaluation.std = float(checkpoint["gan_modes"]["std"])
+
+    def sample_to(self, options: DictConfig) -> str:
+        """Write `options.num_samples` samples to `options.output`: .png (grid, scatter) or .npy (array)."""
+        n, output = int(options.num_samples), Path(str(options.output)).expanduser()
+        if n < 1:
+            raise ConfigError(f"num_samples={n} must be >= 1")
+        if output.suffix not in SAMPLE_FORMATS:
+            raise ConfigError(f"output={output} must end in .png (grid or scatter) or .npy (the raw array)")
+        samples = self.generate(n).cpu()
+        if output.suffix == ".npy":
+            save_npy(samples.numpy().astype(np.float32), output)
+        else:
+            save_png(self.picture(samples), output)
+        return f"wrote {n} samples ({' x '.join(map(str, samples.shape))}) to {output}"
+
+
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
