@@ -51,7 +51,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def report(argv: Sequence[str] | None = None, console: Console | None = None) -> Path:
     """Build and write the report the arguments ask for; returns the report folder."""
-    from lightsuite.report.page import default_output, job_rows, make_report, write_report
+    from lightsuite.reporting.page import default_output, job_rows, make_report, write_report
 
     ns = parse_args(argv)
     built = make_report(ns.dirs, ns.metrics)

@@ -9,29 +9,28 @@ lightsuite-train model=resnet1202 dry_run=true    # check config, build, count p
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import hydra
-import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
 from lightsuite import CONFIG_DIR
 from lightsuite.config.resolvers import register_resolvers
-from lightsuite.errors import ConfigError, RunInterrupted, exit_on_user_error
+from lightsuite.errors import exit_on_user_error
 from lightsuite.launch.ddp import announce_rank, prepare_launch
-from lightsuite.launch.slurm_task import in_slurm_task, slurm_job_id, task_plugins
+from lightsuite.launch.slurm_task import task_plugins
 from lightsuite.launch.sweeps import keep_sweeping
 from lightsuite.run.build import build, build_all, prepare_run, refusals_named, report_dry_run
-from lightsuite.run.checkpoints import RunRecord, check_task, checkpoint_record, load_checkpoint, same_target
+from lightsuite.run.checkpoints import RunRecord
 from lightsuite.run.files import float_metrics, metric_value, save_metrics
 from lightsuite.run.loggers import built_loggers
 from lightsuite.run.resume import (
-    Checkpointed,
     RandomStates,
     announce_resume,
+    best_checkpoint,
+    check_resumable,
     finished_run,
+    interrupts_explained,
     keep_logged_epochs,
     resume_checkpoint,
 )
@@ -93,76 +92,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
             metrics.update(saved.fit_metrics if saved is not None and over else {})
             metrics.update(float_metrics(trainer.callback_metrics))
         if cfg.get("test", True):
-            ckpt = ckpt_path if not fit else _best_checkpoint(trainer)
+            ckpt = ckpt_path if not fit else best_checkpoint(trainer)
             with interrupts_explained(trainer, cfg):
                 trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
             metrics.update(float_metrics(trainer.callback_metrics))
 
     save_metrics(metrics, cfg.paths.output_dir)
     return metrics
-
-
-def check_resumable(cfg: DictConfig, ckpt_path: str) -> Checkpointed:
-    """Refuse, before any work, a checkpoint that is missing, unreadable or of another task or network.
-
-    Returns where its run stood when it was saved.
-    """
-    ckpt = load_checkpoint(ckpt_path)
-    record = checkpoint_record(ckpt, ckpt_path)
-    check_task(record, cfg.task._target_, ckpt_path)
-    trained = record["config"].get("model", {}).get("_target_")
-    if trained and not same_target(trained, cfg.model._target_):
-        raise ConfigError(
-            f"ckpt_path={ckpt_path} holds a {trained.rsplit('.', 1)[-1]} network, but model= builds "
-            f"{cfg.model._target_.rsplit('.', 1)[-1]}; pass the same model= as the run that wrote it"
-        )
-    return Checkpointed.read(ckpt, ckpt_path)
-
-
-@contextmanager
-def interrupts_explained(trainer: pl.Trainer, cfg: DictConfig) -> Iterator[None]:
-    """Turn Ctrl-C (Lightning catches it and exits) into one line that says how to resume."""
-    try:
-        yield
-    except (KeyboardInterrupt, SystemExit) as exc:
-        if isinstance(exc, SystemExit) and not trainer.interrupted:
-            raise
-        last = _last_checkpoint(trainer)
-        if in_slurm_task():
-            # preempted, requeued, cancelled or out of time: a requeued job resumes by itself
-            resumes = f"from {last}" if last else "from the start (no epoch had finished)"
-            raise RunInterrupted(
-                f"SLURM stopped job {slurm_job_id()} in epoch {trainer.current_epoch}; "
-                f"if it is requeued it resumes {resumes}"
-            ) from None
-        how = (
-            f"resume with the same command plus ckpt_path={last}"
-            if last
-            else "no epoch had finished, so nothing was saved: run the command again"
-        )
-        raise RunInterrupted(f"interrupted in epoch {trainer.current_epoch}; {how}") from None
-
-
-def _last_checkpoint(trainer: pl.Trainer) -> str:
-    """The checkpoint of the latest finished epoch ('' before the first): what a resume continues."""
-    for callback in trainer.checkpoint_callbacks:
-        path = getattr(callback, "last_model_path", "")
-        if not path and not getattr(callback, "monitor", None):
-            path = getattr(callback, "best_model_path", "")  # a monitor-less callback keeps the latest
-        if path:
-            return path
-    return ""
-
-
-def _best_checkpoint(trainer: pl.Trainer) -> str | None:
-    """The best checkpoint of this fit, or None (test the weights in memory) when none was kept.
-
-    Only a checkpoint callback with a `monitor` knows a best; `last_checkpoint` has none.
-    """
-    monitored = [cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)]
-    if trainer.fast_dev_run or not monitored or not monitored[0].best_model_path:
-        return None
-    return monitored[0].best_model_path
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

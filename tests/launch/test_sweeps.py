@@ -23,8 +23,8 @@ from sweep_files import SummarySnapshots
 
 from lightsuite import CONFIG_DIR
 from lightsuite import train as train_module
-from lightsuite.report.runs import DONE, FAILED, find_jobs
-from lightsuite.report.tables import best_job
+from lightsuite.reporting.runs import DONE, FAILED, find_jobs
+from lightsuite.reporting.tables import best_job
 
 HERE = Path(__file__).parent
 TINY = [*FAST, *ONE_TINY_EPOCH]
@@ -289,7 +289,7 @@ def _record(status: str, objective: float | None, error: str | None = None) -> d
     ],
 )
 def test_a_finished_jobs_sweep_failure_counts_only_for_its_own_metrics(record, final, failed):
-    from lightsuite.report.runs import sweep_failure
+    from lightsuite.reporting.runs import sweep_failure
 
     reason = sweep_failure(record, final, "val/acc_best")
     assert reason == (record["error"] if failed else None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import difflib
+import functools
 import inspect
 import os
 import types
@@ -189,7 +190,7 @@ def check_node(node: DictConfig, path: str) -> Iterator[str]:
         yield f"{path}._target_={target_name!r} cannot be imported ({str(exc).splitlines()[0]})"
         return
     params, open_ended = signature_of(target)
-    name = getattr(target, "__name__", str(target_name))
+    name = getattr(target, "__name__", str(target_name).rsplit(".", 1)[-1])
     partial = bool(node.get("_partial_", False))
     for key in node:
         if key in HYDRA_KEYS:
@@ -219,6 +220,11 @@ def signature_of(target: Any) -> tuple[dict[str, tuple[inspect.Parameter, Any]],
     only adds a few arguments is still checked against its base's; a chain ending in a bare
     `**kwargs` (an nn.Module, a LightningModule, a logger forwarding to a library) accepts anything.
     """
+    if isinstance(target, functools.partial):
+        # a named factory (`models.resnet.resnet20`) or a built partial: what is left to set
+        params, open_ended = signature_of(target.func)
+        bound = {*target.keywords, *list(params)[: len(target.args)]}
+        return {k: v for k, v in params.items() if k not in bound}, open_ended
     params: dict[str, tuple[inspect.Parameter, Any]] = {}
     functions = _init_chain(target) if inspect.isclass(target) else [target]
     forwarded = KWARGS_GO_TO.get(f"{target.__module__}.{target.__qualname__}")

@@ -1,8 +1,7 @@
 """Characters of a text for a language model; offline default: this Python's standard library sources.
 
-The vocabulary is fixed (tab, newline, printable ASCII and one slot for anything else), so the
-network's size is known without reading the text (`net_kwargs` needs no data), and every
-checkpoint samples with the same alphabet it was trained on.
+The vocabulary is fixed (`lightsuite.vocabulary`), so the network's size is known without reading
+the text (`net_kwargs` needs no data), and every checkpoint samples with the alphabet it was trained on.
 """
 
 from __future__ import annotations
@@ -10,32 +9,15 @@ from __future__ import annotations
 import sysconfig
 from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
-import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
 from lightsuite.data.batches import loader
 from lightsuite.errors import ConfigError, DataNotFoundError
+from lightsuite.vocabulary import CHARS, UNKNOWN, VOCAB_SIZE, decode, encode
 
-CHARS = "\t\n" + "".join(chr(c) for c in range(32, 127))
-UNKNOWN = len(CHARS)  # every other character
-VOCAB_SIZE = len(CHARS) + 1
-_LOOKUP = np.full(128, UNKNOWN, dtype=np.int64)
-_LOOKUP[[ord(c) for c in CHARS]] = np.arange(len(CHARS))
-
-
-def encode(text: str) -> Tensor:
-    """Character ids (int64) of `text`."""
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    ids = np.where(codes < 128, _LOOKUP[np.minimum(codes, 127)], UNKNOWN)
-    return torch.from_numpy(ids)
-
-
-def decode(ids: Tensor) -> str:
-    return "".join(CHARS[i] if i < UNKNOWN else "\ufffd" for i in ids.tolist())
-
+__all__ = ["CHARS", "UNKNOWN", "VOCAB_SIZE", "CharsDataModule", "decode", "encode", "stdlib_sources"]
 
 def stdlib_sources(max_chars: int) -> str:
     """The `.py` files of the standard library in sorted path order, up to `max_chars` characters."""

@@ -1,12 +1,13 @@
 """ResNets of He et al. 2015 (CIFAR and ImageNet variants), their plain twins and pre-activation versions.
 
-Two block classes, one generic builder (`ResNet`) and one-line factories, as in torchvision. The shortcut
-option ("A", "B", "none") and the pre-activation ordering are constructor arguments. Parameter names follow
-torchvision (`conv1`, `bn1`, `layer1`..., `downsample`, `fc`), so torchvision's ImageNet weights load as-is.
+Two block classes, one generic builder (`ResNet`) and one-line named factories (`preset`), as in
+torchvision. The shortcut option ("A", "B", "none") and the pre-activation ordering are constructor
+arguments. Parameter names follow torchvision (`conv1`, `bn1`, `layer1`..., `downsample`, `fc`), so
+torchvision's ImageNet weights load as-is.
 """
 
-import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -297,53 +298,53 @@ def imagenet_resnet(
     )
 
 
-def _named(builder: Callable[..., ResNet], depth: int, name: str, **fixed: Any) -> Callable[..., ResNet]:
-    """A one-line factory (`resnet20()`) that shows its builder's signature minus what it fixes.
+class Preset(partial):
+    """`builder(depth, **fixed)` under a name (`resnet20 = preset("resnet20", cifar_resnet, 20)`).
 
-    Configs are checked against a target's signature before anything runs, so `resnet20` must
-    declare the keywords it takes rather than hide them behind `**kwargs`.
+    A `functools.partial`: its signature is the builder's less what it fixes, which is what the config
+    checker reads, with no function's metadata rewritten. A fixed keyword cannot be passed again:
+    `plain20(shortcut="B")` would otherwise quietly build a residual net.
     """
 
-    def factory(**kwargs: Any) -> ResNet:
-        clash = set(kwargs) & set(fixed)
-        if clash:
-            what = "no shortcuts" if "shortcut" in clash else f"a fixed {', '.join(sorted(clash))}"
-            raise TypeError(f"{name} has {what}; use {builder.__name__}({depth}, ...) instead")
-        return builder(depth, **fixed, **kwargs)
+    __name__: str
 
-    sig = inspect.signature(builder)
-    keep = [p for n, p in sig.parameters.items() if n != "depth" and n not in fixed]
-    factory.__signature__ = sig.replace(parameters=keep)  # type: ignore[attr-defined]
-    factory.__annotations__ = {
-        n: a for n, a in builder.__annotations__.items() if n == "return" or n in {p.name for p in keep}
-    }
-    factory.__name__ = factory.__qualname__ = name
-    fixed_text = "".join(f", {k}={v!r}" for k, v in fixed.items())
-    factory.__doc__ = f"`{builder.__name__}({depth}{fixed_text}, ...)`"
-    return factory
+    def __call__(self, /, *args: Any, **kwargs: Any) -> ResNet:
+        clash = sorted(set(kwargs) & set(self.keywords))
+        if clash:
+            what = "no shortcuts" if "shortcut" in clash else f"a fixed {', '.join(clash)}"
+            depth = self.args[0] if self.args else ""
+            raise TypeError(f"this network has {what}; use {self.func.__name__}({depth}, ...) instead")
+        return super().__call__(*args, **kwargs)
+
+
+def preset(name: str, builder: Any, depth: int, **fixed: Any) -> Preset:
+    """A named factory; the name shows in messages and names cached FID classifiers (pickled with it)."""
+    made = Preset(builder, depth, **fixed)
+    made.__name__ = name
+    return made
 
 
 # CIFAR ResNets (He et al. 2015, sec. 4.2) and their plain twins (no shortcuts: the degradation problem)
-resnet20 = _named(cifar_resnet, 20, "resnet20")
-resnet32 = _named(cifar_resnet, 32, "resnet32")
-resnet44 = _named(cifar_resnet, 44, "resnet44")
-resnet56 = _named(cifar_resnet, 56, "resnet56")
-resnet110 = _named(cifar_resnet, 110, "resnet110")
-resnet1202 = _named(cifar_resnet, 1202, "resnet1202")
-plain20 = _named(cifar_resnet, 20, "plain20", shortcut="none")
-plain32 = _named(cifar_resnet, 32, "plain32", shortcut="none")
-plain44 = _named(cifar_resnet, 44, "plain44", shortcut="none")
-plain56 = _named(cifar_resnet, 56, "plain56", shortcut="none")
-plain110 = _named(cifar_resnet, 110, "plain110", shortcut="none")
-plain1202 = _named(cifar_resnet, 1202, "plain1202", shortcut="none")
-resnet18 = _named(imagenet_resnet, 18, "resnet18")
-resnet34 = _named(imagenet_resnet, 34, "resnet34")
-resnet50 = _named(imagenet_resnet, 50, "resnet50")
-resnet101 = _named(imagenet_resnet, 101, "resnet101")
-resnet152 = _named(imagenet_resnet, 152, "resnet152")
+resnet20 = preset("resnet20", cifar_resnet, 20)
+resnet32 = preset("resnet32", cifar_resnet, 32)
+resnet44 = preset("resnet44", cifar_resnet, 44)
+resnet56 = preset("resnet56", cifar_resnet, 56)
+resnet110 = preset("resnet110", cifar_resnet, 110)
+resnet1202 = preset("resnet1202", cifar_resnet, 1202)
+plain20 = preset("plain20", cifar_resnet, 20, shortcut="none")
+plain32 = preset("plain32", cifar_resnet, 32, shortcut="none")
+plain44 = preset("plain44", cifar_resnet, 44, shortcut="none")
+plain56 = preset("plain56", cifar_resnet, 56, shortcut="none")
+plain110 = preset("plain110", cifar_resnet, 110, shortcut="none")
+plain1202 = preset("plain1202", cifar_resnet, 1202, shortcut="none")
+resnet18 = preset("resnet18", imagenet_resnet, 18)
+resnet34 = preset("resnet34", imagenet_resnet, 34)
+resnet50 = preset("resnet50", imagenet_resnet, 50)
+resnet101 = preset("resnet101", imagenet_resnet, 101)
+resnet152 = preset("resnet152", imagenet_resnet, 152)
 # pre-activation blocks (He et al. 2016, "Identity Mappings in Deep Residual Networks")
-preact_resnet18 = _named(imagenet_resnet, 18, "preact_resnet18", preact=True)
-preact_resnet34 = _named(imagenet_resnet, 34, "preact_resnet34", preact=True)
-preact_resnet50 = _named(imagenet_resnet, 50, "preact_resnet50", preact=True)
-preact_resnet101 = _named(imagenet_resnet, 101, "preact_resnet101", preact=True)
-preact_resnet152 = _named(imagenet_resnet, 152, "preact_resnet152", preact=True)
+preact_resnet18 = preset("preact_resnet18", imagenet_resnet, 18, preact=True)
+preact_resnet34 = preset("preact_resnet34", imagenet_resnet, 34, preact=True)
+preact_resnet50 = preset("preact_resnet50", imagenet_resnet, 50, preact=True)
+preact_resnet101 = preset("preact_resnet101", imagenet_resnet, 101, preact=True)
+preact_resnet152 = preset("preact_resnet152", imagenet_resnet, 152, preact=True)

@@ -12,6 +12,9 @@ run returns that run's `metrics.json` (`finished_run`), or, with no `metrics.jso
 (killed while testing, a `ckpt_path` from elsewhere), fits nothing and tests again with the fit's
 metrics kept in the checkpoint. A run with more to train than its checkpoint resumes; its lr
 schedule is refitted to the new length (`tasks/schedules.py`).
+
+A resume is refused before any work when its checkpoint is of another task or network
+(`check_resumable`); an interrupted run says how to resume it (`interrupts_explained`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import json
 import math
 import random
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +37,9 @@ from omegaconf import DictConfig
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities import rank_zero_only
 
-from lightsuite.errors import ConfigError
+from lightsuite.errors import ConfigError, RunInterrupted
+from lightsuite.launch.slurm_task import in_slurm_task, slurm_job_id
+from lightsuite.run.checkpoints import check_task, checkpoint_record, load_checkpoint, same_target
 from lightsuite.tasks.schedules import schedule_ended
 
 
@@ -224,3 +230,66 @@ def _own_states() -> dict[str, Any]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state()  # this rank's device (GPU augmentation draws here)
     return states
+
+
+def check_resumable(cfg: DictConfig, ckpt_path: str) -> Checkpointed:
+    """Refuse, before any work, a checkpoint that is missing, unreadable or of another task or network.
+
+    Returns where its run stood when it was saved.
+    """
+    ckpt = load_checkpoint(ckpt_path)
+    record = checkpoint_record(ckpt, ckpt_path)
+    check_task(record, cfg.task._target_, ckpt_path)
+    trained = record["config"].get("model", {}).get("_target_")
+    if trained and not same_target(trained, cfg.model._target_):
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} holds a {trained.rsplit('.', 1)[-1]} network, but model= builds "
+            f"{cfg.model._target_.rsplit('.', 1)[-1]}; pass the same model= as the run that wrote it"
+        )
+    return Checkpointed.read(ckpt, ckpt_path)
+
+
+@contextmanager
+def interrupts_explained(trainer: pl.Trainer, cfg: DictConfig) -> Iterator[None]:
+    """Turn Ctrl-C (Lightning catches it and exits) into one line that says how to resume."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if isinstance(exc, SystemExit) and not trainer.interrupted:
+            raise
+        last = _last_checkpoint(trainer)
+        if in_slurm_task():
+            # preempted, requeued, cancelled or out of time: a requeued job resumes by itself
+            resumes = f"from {last}" if last else "from the start (no epoch had finished)"
+            raise RunInterrupted(
+                f"SLURM stopped job {slurm_job_id()} in epoch {trainer.current_epoch}; "
+                f"if it is requeued it resumes {resumes}"
+            ) from None
+        how = (
+            f"resume with the same command plus ckpt_path={last}"
+            if last
+            else "no epoch had finished, so nothing was saved: run the command again"
+        )
+        raise RunInterrupted(f"interrupted in epoch {trainer.current_epoch}; {how}") from None
+
+
+def _last_checkpoint(trainer: pl.Trainer) -> str:
+    """The checkpoint of the latest finished epoch ('' before the first): what a resume continues."""
+    for callback in trainer.checkpoint_callbacks:
+        path = getattr(callback, "last_model_path", "")
+        if not path and not getattr(callback, "monitor", None):
+            path = getattr(callback, "best_model_path", "")  # a monitor-less callback keeps the latest
+        if path:
+            return path
+    return ""
+
+
+def best_checkpoint(trainer: pl.Trainer) -> str | None:
+    """The best checkpoint of this fit, or None (test the weights in memory) when none was kept.
+
+    Only a checkpoint callback with a `monitor` knows a best; `last_checkpoint` has none.
+    """
+    monitored = [cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)]
+    if trainer.fast_dev_run or not monitored or not monitored[0].best_model_path:
+        return None
+    return monitored[0].best_model_path

@@ -14,9 +14,9 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MeanMetric
 
-from lightsuite.data.chars import decode, encode
 from lightsuite.errors import ConfigError
 from lightsuite.tasks.sequence import SequenceTask
+from lightsuite.vocabulary import decode, encode
 
 
 class CharLMTask(SequenceTask):

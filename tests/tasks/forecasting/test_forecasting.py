@@ -19,7 +19,7 @@ from lightsuite.data.csv_series import CSVSeriesDataModule
 from lightsuite.data.series import SunspotsDataModule
 from lightsuite.errors import ConfigError
 from lightsuite.models.rnn import RecurrentNet
-from lightsuite.tasks import baselines
+from lightsuite.tasks.forecasting import baselines
 from lightsuite.tasks.forecasting.task import ForecastingTask
 from lightsuite.train import train
 

@@ -18,8 +18,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
-from lightsuite.report.runs import DONE, Job, Point
-from lightsuite.report.tables import SEED, Setting
+from lightsuite.reporting.runs import DONE, Job, Point
+from lightsuite.reporting.tables import SEED, Setting
 
 STYLE = {
     "font.size": 13,

@@ -15,9 +15,9 @@ import yaml
 from pytorch_lightning.loggers import CSVLogger
 from sweep_files import base_config, synthetic_sweep, write_job
 
-from lightsuite.report import plots, tables
-from lightsuite.report.page import make_report, write_report
-from lightsuite.report.runs import find_jobs
+from lightsuite.reporting import plots, tables
+from lightsuite.reporting.page import make_report, write_report
+from lightsuite.reporting.runs import find_jobs
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

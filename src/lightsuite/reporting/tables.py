@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lightsuite.report.runs import DONE, Job
+from lightsuite.reporting.runs import DONE, Job
 
 SEED = "seed"
 

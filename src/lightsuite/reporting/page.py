@@ -16,8 +16,8 @@ from pathlib import Path
 from hydra.utils import get_class
 
 from lightsuite.errors import ConfigError
-from lightsuite.report import plots, tables
-from lightsuite.report.runs import DONE, FAILED, REPORT_DIR, UNFINISHED, Job, find_jobs
+from lightsuite.reporting import plots, tables
+from lightsuite.reporting.runs import DONE, FAILED, REPORT_DIR, UNFINISHED, Job, find_jobs
 
 
 @dataclass
