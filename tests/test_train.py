@@ -166,7 +166,7 @@ def test_test_stage_uses_the_best_checkpoint_not_the_last(make_cfg, tmp_path):
     best, last = load_checkpoint(best_path), load_checkpoint(ckpts / "last.ckpt")
     # the premise: the best epoch is not the last one, and it validated better
     assert (best["epoch"], last["epoch"]) == (0, 1)
-    assert metrics["val/acc"] < metrics["val/acc_best"] - 0.1
+    assert metrics["val/acc"] < metrics["val/acc_best"] - 0.05  # 0.09 against 0.19 on one thread
     assert best["state_dict"]["val_acc_best.max_value"].item() == pytest.approx(metrics["val/acc_best"])
 
     def test_metrics(ckpt: Path) -> dict[str, float]:

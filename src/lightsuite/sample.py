@@ -10,18 +10,17 @@ without a second entry point.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lightsuite import CONFIG_DIR
 from lightsuite.config.checks import check_config
 from lightsuite.config.resolvers import register_resolvers
 from lightsuite.errors import ConfigError, exit_on_user_error
-from lightsuite.run.build import build
-from lightsuite.run.checkpoints import checkpoint_record, load_checkpoint
+from lightsuite.run.checkpoints import task_from_checkpoint
 
 # `conf/` uses them; a job that submitit unpickles elsewhere imports this module too
 register_resolvers()
@@ -34,23 +33,10 @@ class Samples(Protocol):
     def sample_to(self, options: DictConfig) -> str: ...
 
 
-def load_task(ckpt_path: str, key: str = "ckpt_path") -> Any:
-    """The task of a lightsuite checkpoint, rebuilt from its run record, weights loaded, in eval mode."""
-    ckpt = load_checkpoint(ckpt_path, key)
-    record = checkpoint_record(ckpt, ckpt_path, key)
-    config = OmegaConf.create(record["config"])
-    net = build(config.model, "model", **record.get("net_kwargs", {}))
-    task = build(config.task, "task", net=net)
-    task.load_state_dict(ckpt["state_dict"], strict=False)
-    if hasattr(task, "on_load_checkpoint"):
-        task.on_load_checkpoint(ckpt)
-    return task.eval()
-
-
 def sample(cfg: DictConfig) -> str:
     """Sample from `cfg.ckpt_path` as the options in `cfg` say; returns the summary line."""
     check_config(cfg)
-    task = load_task(cfg.ckpt_path)
+    task = task_from_checkpoint(cfg.ckpt_path)
     if not isinstance(task, Samples):
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path} is a checkpoint of {type(task).__name__}, which does not sample; "

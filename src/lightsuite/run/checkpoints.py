@@ -20,8 +20,10 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.utils import get_object
+from omegaconf import OmegaConf
 
 from lightsuite.errors import ConfigError
+from lightsuite.run.build import build
 from lightsuite.run.files import float_metrics
 
 RECORD_KEY = "lightsuite"
@@ -111,3 +113,16 @@ def check_task(
             f"{key}={path} is a checkpoint of {found.rsplit('.', 1)[-1]}, not {expected.rsplit('.', 1)[-1]}; "
             "pass a checkpoint of the same task (or choose the matching task=... and model=...)"
         )
+
+
+def task_from_checkpoint(ckpt_path: str, key: str = "ckpt_path") -> Any:
+    """The task of a lightsuite checkpoint, rebuilt from its run record, weights loaded, in eval mode."""
+    ckpt = load_checkpoint(ckpt_path, key)
+    record = checkpoint_record(ckpt, ckpt_path, key)
+    config = OmegaConf.create(record["config"])
+    net = build(config.model, "model", **record.get("net_kwargs", {}))
+    task = build(config.task, "task", net=net)
+    task.load_state_dict(ckpt["state_dict"], strict=False)
+    if hasattr(task, "on_load_checkpoint"):
+        task.on_load_checkpoint(ckpt)
+    return task.eval()
