@@ -1,20 +1,12 @@
-"""The character data: a fixed vocabulary, the stdlib corpus, contiguous held-out text."""
+"""The character data: the stdlib corpus, contiguous held-out text (the vocabulary: tests/test_vocabulary.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from lightsuite.data.chars import CHARS, UNKNOWN, VOCAB_SIZE, CharsDataModule, decode, encode
+from lightsuite.data.chars import CharsDataModule, decode
 from lightsuite.errors import ConfigError, DataNotFoundError
-
-
-def test_vocabulary_round_trip_and_unknown_characters():
-    text = "def f(x):\n\treturn x + 1  # ~"
-    assert decode(encode(text)) == text
-    ids = encode("é→a")
-    assert ids.tolist() == [UNKNOWN, UNKNOWN, CHARS.index("a")]
-    assert VOCAB_SIZE == len(CHARS) + 1 == 98
 
 
 def test_net_kwargs_read_no_text():
