@@ -1,4 +1,4 @@
-"""The character data: the stdlib corpus, contiguous held-out text (the vocabulary: tests/test_vocabulary.py)."""
+"""The character data: the stdlib corpus, contiguous held-out text (vocabulary: tests/test_vocabulary.py)."""
 
 from __future__ import annotations
 
