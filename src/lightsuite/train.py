@@ -72,7 +72,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     metrics: dict[str, float] = {}
     with built_loggers(cfg.get("logger")) as loggers:
-        # in a SLURM task: SLURM's ranks, and requeueing left to submitit (utils/slurm.py)
+        # in a SLURM task: SLURM's ranks, and requeueing left to submitit (launch/slurm_task.py)
         plugins = task_plugins()
         cluster = {} if cfg.trainer.get("plugins") else {"plugins": plugins or None}
         if not loggers:

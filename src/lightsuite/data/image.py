@@ -218,7 +218,7 @@ class ImageDataModule(pl.LightningDataModule):
             # the run's seed (seed_everything sets it) fixes each epoch's order
             sampler = BatchIndices(len(dataset), size, train, torch.initial_seed(), ranks, rank)
             # its own generator: creating an iterator then draws nothing from the global RNG, whose
-            # state a resumed run restores (utils/resume.py) and must find where it was left
+            # state a resumed run restores (run/resume.py) and must find where it was left
             return DataLoader(dataset, sampler=sampler, batch_size=None, generator=torch.Generator())
         return DataLoader(
             dataset,

@@ -5,7 +5,7 @@ and the network's data-dependent keywords (`net_kwargs`). With it a checkpoint a
 network and task, so `lightsuite-sample` and `lightsuite-eval` need nothing else, and a checkpoint
 of another family is recognised before any weights are loaded. It also holds the fit's metrics at
 that point and whether the run stopped itself there, so a resume that has nothing left to train
-still knows what the fit reported (`utils/resume.py`).
+still knows what the fit reported (`run/resume.py`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The network is trained on the DataModule's scaled values; every metric is computed on the original
 scale (the DataModule's transform inverted), under `val/` and `test/`: MAE, RMSE and sMAPE from
 torchmetrics and MASE (`MeanAbsoluteScaledError`). At test time the baselines of
-`tasks/baselines.py` forecast exactly the windows the network was tested on; their metrics are
+`baselines.py` forecast exactly the windows the network was tested on; their metrics are
 logged as `baseline/<name>/test/<metric>`, shown in one table, and the best of them is drawn beside
 the network in `forecast.png` in the run dir.
 """
