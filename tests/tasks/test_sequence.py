@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from conftest import FAST
+from pytorch_lightning.callbacks import LambdaCallback
 
+from lightsuite.run.build import build
+from lightsuite.tasks.sequence_regression import SequenceRegressionTask
 from lightsuite.train import train
 
 ADDING = [
@@ -42,9 +46,6 @@ def test_batches_per_step_gives_the_same_weights(make_cfg, tmp_path):
 
 def test_backward_hooks_still_run_when_a_callback_has_them(make_cfg, tmp_path):
     """The plain `loss.backward()` shortcut is taken only when no callback could notice it."""
-    import pytorch_lightning as pl
-
-    from lightsuite.run.build import build
 
     class CountBackward(pl.Callback):
         calls = 0
@@ -66,3 +67,53 @@ def test_backward_hooks_still_run_when_a_callback_has_them(make_cfg, tmp_path):
     )
     trainer.fit(task, datamodule=datamodule)
     assert CountBackward.calls == trainer.global_step == 20
+
+
+class CountManualBackward(SequenceRegressionTask):
+    """Counts the backward passes that went through Lightning's `manual_backward`."""
+
+    manual_backwards = 0
+
+    def manual_backward(self, loss, *args, **kwargs) -> None:
+        self.manual_backwards += 1
+        super().manual_backward(loss, *args, **kwargs)
+
+
+def _fit_groups(make_cfg, *callbacks) -> CountManualBackward:
+    """One epoch of 20 batches in groups of 3 (the last of 2), as `train(cfg)` builds the task."""
+    cfg = make_cfg("train", [*ADDING, "data.batches_per_step=3", "trainer.max_epochs=1"])
+    datamodule = build(cfg.data, "data")
+    built = build(cfg.task, "task", net=build(cfg.model, "model", **datamodule.net_kwargs))
+    task = CountManualBackward(built.net, built.optimizer_factory, None, built.gradient_clip_val)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        callbacks=list(callbacks),
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        enable_model_summary=False,
+    )
+    trainer.fit(task, datamodule=datamodule)
+    return task
+
+
+def test_each_backward_of_a_group_reaches_a_callback_set_on_the_instance(make_cfg):
+    """A hook set on the instance (as `LambdaCallback` does) counts as much as one in a class."""
+    per_step, calls = [], [0]
+
+    def after_backward(trainer, pl_module) -> None:
+        calls[0] += 1
+
+    def batch_end(*_) -> None:
+        per_step.append(calls[0])
+        calls[0] = 0
+
+    hooks = LambdaCallback(on_after_backward=after_backward, on_train_batch_end=batch_end)
+    task = _fit_groups(make_cfg, hooks)
+    assert per_step == [3, 3, 3, 3, 3, 3, 2]
+    assert task.manual_backwards == 20
+
+
+def test_without_backward_hooks_the_plain_backward_is_taken(make_cfg):
+    assert _fit_groups(make_cfg).manual_backwards == 0

@@ -7,15 +7,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MaxMetric, MeanMetric
 
-from lightsuite.errors import ConfigError, DivergedError
+from lightsuite.errors import ConfigError
 from lightsuite.tasks.metrics import TopKAccuracy
+from lightsuite.tasks.steps import logs_this_step, raise_if_diverged
 
 
 def _prefixed(stage: str, metrics: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -75,35 +75,18 @@ class ClassificationTask(pl.LightningModule):
         loss, logits, y = self._step(batch)
         self.train_loss.update(loss.detach())
         self.train_acc.update(logits, y)
-        if self._logging_step():
+        if logs_this_step(self.trainer, self.global_step):
             self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return loss
-
-    def _logging_step(self) -> bool:
-        """Whether this step's values reach the loggers (every `trainer.log_every_n_steps`).
-
-        A `self.log` call costs a few percent of a small model's CPU step, so the loss is only
-        handed to Lightning on the steps that its logger connector writes out.
-        """
-        trainer = self.trainer
-        every = trainer.log_every_n_steps
-        return (
-            bool(trainer.fast_dev_run)
-            or trainer.should_stop
-            or (every > 0 and (self.global_step + 1) % every == 0)
-        )
 
     def on_train_epoch_end(self) -> None:
         if self.train_loss.update_count == 0:  # no training batches this epoch
             return
         loss = self.train_loss.compute()
         self.train_loss.reset()
-        if not torch.isfinite(loss):
-            raise DivergedError(
-                f"train/loss became {loss.item()} in epoch {self.current_epoch}: lower the learning rate "
-                f"(task.optimizer.lr, now {self.optimizers().param_groups[0]['lr']:.3g}) "
-                "or clip gradients (trainer.gradient_clip_val=1.0)"
-            )
+        lr = self.optimizers().param_groups[0]["lr"]
+        clip = "trainer.gradient_clip_val=1.0"
+        raise_if_diverged({"train/loss": loss}, self.current_epoch, {"task.optimizer.lr": lr}, clip)
         self.log("train/loss_epoch", loss, sync_dist=True)
         self.log_dict(_prefixed("train", self.train_acc.compute()), sync_dist=True)
         self.train_acc.reset()

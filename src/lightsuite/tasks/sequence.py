@@ -21,7 +21,8 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MeanMetric
 
-from lightsuite.errors import ConfigError, DivergedError
+from lightsuite.errors import ConfigError
+from lightsuite.tasks.steps import BACKWARD_HOOKS, hooks_can_be_skipped, logs_this_step, raise_if_diverged
 
 
 class SequenceTask(pl.LightningModule):
@@ -47,6 +48,7 @@ class SequenceTask(pl.LightningModule):
         self.gradient_clip_val = gradient_clip_val
         # NaNs must survive the mean so that a diverged run is noticed, not averaged away
         self.train_loss = MeanMetric(nan_strategy="disable")
+        self._plain_backward = False
 
     def loss(self, batch: Any) -> Tensor:
         raise NotImplementedError
@@ -54,12 +56,11 @@ class SequenceTask(pl.LightningModule):
     def training_step(self, batches: list[Any], batch_idx: int) -> None:
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers()
-        plain = self._plain_backward()
         losses = []
         for batch in batches:
             loss = self.loss(batch)
             optimizer.zero_grad(set_to_none=True)
-            if plain:
+            if self._plain_backward:
                 loss.backward()
             else:
                 self.manual_backward(loss)
@@ -71,49 +72,24 @@ class SequenceTask(pl.LightningModule):
             losses.append(loss.detach())
         # one metric update per group: the same epoch mean over batches, fewer calls
         self.train_loss.update(torch.stack(losses))
-        if self._logging_step():
+        # Lightning steps, not optimizer steps: `global_step` counts each of the group's updates
+        if logs_this_step(self.trainer, self.trainer.fit_loop.epoch_loop._batches_that_stepped):
             self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
 
-    def _plain_backward(self) -> bool:
-        """Whether `loss.backward()` is all `manual_backward` would do: fp32 on one device, no hooks.
-
-        Lightning's version dispatches precision, strategy and callback hooks around each backward;
-        that is most of what remains of its per-step cost for a tiny network. It is skipped only
-        where none of them can act: 32-bit precision, a single device, no callback overriding the
-        backward hooks.
-        """
-        trainer = self.trainer
-        if str(trainer.precision) not in ("32-true", "32") or trainer.world_size != 1:
-            return False
-        hooks = ("on_before_backward", "on_after_backward")
-        overridden = any(getattr(type(self), hook) is not getattr(pl.LightningModule, hook) for hook in hooks)
-        return not overridden and not any(
-            getattr(type(cb), hook) is not getattr(pl.Callback, hook)
-            for cb in trainer.callbacks
-            for hook in hooks
-        )
-
-    def _logging_step(self) -> bool:
-        """Whether this step's values reach the loggers: `self.log` costs a few percent of a tiny step."""
-        trainer = self.trainer
-        every = trainer.log_every_n_steps
-        return (
-            bool(trainer.fast_dev_run)
-            or trainer.should_stop
-            or (every > 0 and (trainer.fit_loop.epoch_loop._batches_that_stepped + 1) % every == 0)
-        )
+    def on_fit_start(self) -> None:
+        # `manual_backward` dispatches precision, strategy and hooks around each backward: most of
+        # Lightning's remaining per-step cost for a tiny network, bypassed where none of it can act
+        self._plain_backward = hooks_can_be_skipped(self, BACKWARD_HOOKS)
 
     def on_train_epoch_end(self) -> None:
         if self.train_loss.update_count == 0:
             return
         loss = self.train_loss.compute()
         self.train_loss.reset()
-        if not torch.isfinite(loss):
-            raise DivergedError(
-                f"train/loss became {loss.item()} in epoch {self.current_epoch}: lower the learning rate "
-                f"(task.optimizer.lr, now {self.optimizers().param_groups[0]['lr']:.3g}) "
-                "or clip gradients (task.gradient_clip_val=1.0)"
-            )
+        lr = self.optimizers().param_groups[0]["lr"]
+        raise_if_diverged(
+            {"train/loss": loss}, self.current_epoch, {"task.optimizer.lr": lr}, "task.gradient_clip_val=1.0"
+        )
         self.log("train/loss_epoch", loss, sync_dist=True)
 
     def configure_optimizers(self) -> Any:

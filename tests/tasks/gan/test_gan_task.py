@@ -118,6 +118,47 @@ def test_lean_rounds_do_the_same_math_as_lightnings_path(make_cfg):
     assert torch.equal(lean, lightning)
 
 
+class _CountSteps(pl.Callback):
+    """Backward passes and optimizer steps Lightning reported, per Lightning step."""
+
+    def __init__(self) -> None:
+        self.backwards = self.steps = 0
+        self.per_step: list[tuple[int, int]] = []
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        self.backwards += 1
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.steps += 1
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.per_step.append((self.backwards, self.steps))
+        self.backwards = self.steps = 0
+
+
+def _fit_rounds(make_cfg, *callbacks) -> tuple[GANTask, pl.Trainer]:
+    """Two Lightning steps (one per epoch) of 8 rounds, one critic step each: 16 updates per step."""
+    cfg = make_cfg("train", [*TOY, "task.rounds_per_step=8", "task.n_critic=1", "trainer.max_epochs=2"])
+    datamodule, task = prepare_run(cfg)
+    trainer = build(cfg.trainer, "trainer", callbacks=list(callbacks), logger=False)
+    trainer.fit(task, datamodule=datamodule)
+    return task, trainer
+
+
+def test_a_callback_with_backward_or_step_hooks_sees_every_round(make_cfg):
+    counter = _CountSteps()
+    task, _ = _fit_rounds(make_cfg, counter)
+    assert counter.per_step == [(16, 16), (16, 16)]
+    assert not task._lean_rounds
+
+
+def test_without_such_callbacks_the_later_rounds_skip_lightnings_dispatch(make_cfg):
+    task, trainer = _fit_rounds(make_cfg)
+    assert task._lean_rounds
+    # Lightning's step counter sees the first round's D and G steps only: 2 of each step's 16
+    assert trainer.global_step == 2 * 2
+
+
 class _GeneratorSnapshots(pl.Callback):
     """G's weights after every generator optimizer step, Lightning's and the lean rounds' alike."""
 

@@ -17,17 +17,22 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
-from pytorch_lightning.plugins.precision import Precision
 from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from lightsuite.errors import ConfigError, DivergedError
+from lightsuite.errors import ConfigError
 from lightsuite.io import save_npy, save_png
 from lightsuite.models.gan import GAN
 from lightsuite.tasks.gan.evaluation import GANEvaluation
 from lightsuite.tasks.gan.losses import LOSSES, d_loss, g_loss, gradient_penalty, pack_samples
 from lightsuite.tasks.gan.pictures import image_grid, log_image, scatter_plot
+from lightsuite.tasks.steps import (
+    BACKWARD_HOOKS,
+    OPTIMIZER_STEP_HOOKS,
+    hooks_can_be_skipped,
+    raise_if_diverged,
+)
 
 SAMPLE_FORMATS = (".png", ".npy")
 
@@ -170,12 +175,10 @@ class GANTask(pl.LightningModule):
         return [p for group in opt.param_groups for p in group["params"]]
 
     def on_fit_start(self) -> None:
-        # Rounds after the first of a Lightning step may bypass Lightning's backward/step hooks when
-        # these do nothing but call hooks: full 32-bit precision on one device. For tiny networks the
-        # hooks cost more than the math; the hooks, `global_step` and the step-progress counters
-        # then count one D and one G step per Lightning step.
-        trainer = self.trainer
-        self._lean_rounds = type(trainer.precision_plugin) is Precision and trainer.world_size == 1
+        # Rounds after the first of a Lightning step may bypass Lightning's backward and step dispatch
+        # where nothing overrides what it calls: for tiny networks it costs more than the math.
+        # `global_step` and the step-progress counters then count the first round's steps only.
+        self._lean_rounds = hooks_can_be_skipped(self, BACKWARD_HOOKS + OPTIMIZER_STEP_HOOKS)
 
     def discriminator_step(self, real: Tensor, opt: Any, lean: bool = False) -> Tensor:
         D = self.net.discriminator
@@ -230,15 +233,11 @@ class GANTask(pl.LightningModule):
             return
         d, g = (self._loss_sums / self._rounds).tolist()
         self._loss_sums, self._rounds = None, 0
-        if not (np.isfinite(d) and np.isfinite(g)):
-            g_opt, d_opt = self.optimizers()
-            raise DivergedError(
-                f"train/d_loss={d} train/g_loss={g} in epoch {self.current_epoch}: lower the learning rates "
-                f"(task.g_optimizer.lr, now {g_opt.param_groups[0]['lr']:.3g}; "
-                f"task.d_optimizer.lr, now {d_opt.param_groups[0]['lr']:.3g}) "
-                "or clip gradients (task.grad_clip=1.0)"
-            )
-        self.log_dict({"train/d_loss": d, "train/g_loss": g}, prog_bar=True, sync_dist=True)
+        losses = {"train/d_loss": d, "train/g_loss": g}
+        lrs = [opt.param_groups[0]["lr"] for opt in self.optimizers()]
+        keys = ("task.g_optimizer.lr", "task.d_optimizer.lr")  # configure_optimizers' order
+        raise_if_diverged(losses, self.current_epoch, dict(zip(keys, lrs, strict=True)), "task.grad_clip=1.0")
+        self.log_dict(losses, prog_bar=True, sync_dist=True)
 
     # --- evaluation ----------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
