@@ -42,6 +42,13 @@ def base_config(lr: float, seed: int, optimized: str = "val/acc_best") -> dict:
     }
 
 
+# what a classification run writes into its run.json
+CLASSIFICATION_RUN = {
+    "task": "lightsuite.tasks.classification.ClassificationTask",
+    "report_metrics": ["val/acc", "train/loss"],
+}
+
+
 def write_job(
     path: Path,
     overrides: list[str],
@@ -50,8 +57,10 @@ def write_job(
     train_loss: list[float],
     final: dict[str, float] | None,
     error: str | Exception | None = None,
+    run_file: dict | None = CLASSIFICATION_RUN,
 ) -> Path:
-    """One run dir: val/acc once per epoch, train/loss every step; `final=None` leaves no metrics.json."""
+    """One run dir: val/acc once per epoch, train/loss every step; `final=None` leaves no metrics.json,
+    `run_file=None` no run.json (a run dir from before it)."""
     hydra_dir = path / ".hydra"
     hydra_dir.mkdir(parents=True)
     (hydra_dir / "config.yaml").write_text(yaml.safe_dump(config))
@@ -59,6 +68,8 @@ def write_job(
     hydra = {"hydra": {"runtime": {"choices": {"model": "resnet20"}}, "sweeper": {"max_batch_size": None}}}
     (hydra_dir / "hydra.yaml").write_text(yaml.safe_dump(hydra))
     (path / "config.yaml").write_text(yaml.safe_dump(config))
+    if run_file is not None:
+        (path / "run.json").write_text(json.dumps(run_file))
     logger = CSVLogger(save_dir=path, name="csv", version="")
     for step, loss in enumerate(train_loss):
         logger.log_metrics({"train/loss": loss, "epoch": step // STEPS_PER_EPOCH}, step=step)

@@ -52,6 +52,9 @@ FORBIDDEN = {
 # a network imports nothing of the suite but its errors
 MODELS_MAY_IMPORT = ("lightsuite.errors",)
 MAX_LINES = 400
+# imports by name at run time: these folders get objects as arguments, and the report reads files
+DYNAMIC = {"get_class", "get_object", "get_method", "instantiate", "import_module", "__import__"}
+NO_DYNAMIC_IMPORTS = ("reporting", "tasks", "models", "data")
 
 
 def suite_imports(path: Path, root: Path = PACKAGE) -> list[tuple[int, str]]:
@@ -91,6 +94,12 @@ def violations(package: Path = PACKAGE) -> list[str]:
                     )
             elif any(_under(module, banned) for banned in FORBIDDEN.get(folder, ())):
                 found.append(f"{where}:{line} imports {module} ({folder}/ may not)")
+        if folder in NO_DYNAMIC_IMPORTS:
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Name | ast.Attribute | ast.alias):
+                    name = getattr(node, "id", None) or getattr(node, "attr", None) or node.name
+                    if name.rsplit(".", 1)[-1] in DYNAMIC:
+                        found.append(f"{where}:{node.lineno} uses {name} ({folder}/ imports nothing by name)")
     return found
 
 
@@ -109,8 +118,11 @@ def test_the_rule_check_sees_a_forbidden_import(tmp_path):
     (package / "models" / "net.py").write_text(
         "from lightsuite.errors import ConfigError\nimport lightsuite.io\n"
     )
+    (package / "reporting").mkdir()
+    (package / "reporting" / "page.py").write_text("import hydra.utils\n\nhydra.utils.get_class('x.Y')\n")
     assert violations(package) == [
         "models/net.py:2 imports lightsuite.io (a network imports only lightsuite.errors)",
+        "reporting/page.py:3 uses get_class (reporting/ imports nothing by name)",
         "tasks/bad.py:4 imports lightsuite.run.build (tasks/ may not)",
     ]
 

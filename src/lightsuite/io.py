@@ -1,10 +1,12 @@
 """Atomic writes: a file someone reads is either the old one or the whole new one, never half of either.
 
-Every file a run, a sweep or a task leaves for others to read (`metrics.json`, `config.yaml`, a sweep's
-summary, a sample grid, a cached FID classifier) goes through `replacing`: the content is written
+The files a run, a sweep or a task leaves for others to read (`metrics.json`, `config.yaml`, a sweep's
+summary, a sample grid, a cached FID classifier) go through `replacing`: the content is written
 to a temp file beside the target and renamed over it, so a crash, a kill or a requeue mid-write
 leaves the previous file (or none) and no temp file. The temp name is per writer (host and pid):
-the jobs of a SLURM array and their launcher may write the same summary at once.
+the jobs of a SLURM array and their launcher may write the same summary at once. (Two writers keep
+their own scheme: a resumed run's CSV log (`run/resume.py`), kept across a kill on purpose, and
+the report, which swaps in a whole folder.)
 
 Also the names of the files a run and a sweep leave on disk, shared by their writers and the report.
 """
@@ -23,6 +25,8 @@ from typing import Any
 STATUS_FILE = "job_status.json"
 # a sweep's summary (`.json` and `.csv`) in its sweep dir
 SUMMARY = "sweep_summary"
+# what ran, for readers that must not import it (the report): the task's class and its report metrics
+RUN_FILE = "run.json"
 
 
 @contextmanager

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import csv
+import json
 import os
 import re
 import shutil
 import statistics
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,19 +159,29 @@ def test_minimized_metric_marks_the_lowest_job(sweep):
     assert report.best.name == "0"
 
 
-def test_defaults_come_from_the_task_class(tmp_path, monkeypatch):
-    """A new family's task names its own metrics; nothing in the report knows them."""
-    (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "gan_task.py").write_text(
-        "class GanTask:\n    report_metrics = ('val/fid', 'train/d_loss')\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path / "pkg"))
+def test_defaults_come_from_the_run_file(tmp_path):
+    """A new family's task names its own metrics in each run's run.json; nothing in the report knows them."""
     cfg = {"task": {"_target_": "gan_task.GanTask"}, "optimized_metric": "val/fid"}
-    write_job(tmp_path / "runs" / "0", ["seed=1"], cfg, [0.1], [1.0], {"val/fid": 30.0, "train/d_loss": 0.7})
+    job = write_job(
+        tmp_path / "runs" / "0", ["seed=1"], cfg, [0.1], [1.0], {"val/fid": 30.0, "train/d_loss": 0.7}
+    )
+    (job / "run.json").write_text(
+        json.dumps({"task": "gan_task.GanTask", "report_metrics": ["val/fid", "train/d_loss"]})
+    )
     report = make_report([str(tmp_path / "runs")])
     assert report.metrics == ["val/fid", "train/d_loss"]
     assert report.mode == "min" and report.best is not None
     assert make_report([str(tmp_path / "runs")], ["val/acc"]).metrics == ["val/acc"]
+    # the module named there is never imported: the report reads files only
+    assert "gan_task" not in sys.modules
+
+
+def test_run_dirs_older_than_the_run_file_fall_back_to_the_optimized_metric(tmp_path):
+    cfg = {"task": {"_target_": "lightsuite.tasks.gan.GANTask"}, "optimized_metric": "val/fid"}
+    write_job(tmp_path / "runs" / "0", ["seed=1"], cfg, [0.1], [1.0], {"val/fid": 30.0}, run_file=None)
+    report = make_report([str(tmp_path / "runs")])
+    assert report.metrics == ["val/fid"]
+    assert any("no run.json" in note and "metrics=a,b" in note for note in report.notes)
 
 
 def test_rerun_replaces_the_report_and_is_not_read_as_a_run(sweep):

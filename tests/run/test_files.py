@@ -1,4 +1,4 @@
-"""`metrics.json`: strict JSON, written whole or not at all (through `lightsuite.io`)."""
+"""`metrics.json`: strict JSON, written whole or not at all (through `lightsuite.io`); `run.json`."""
 
 from __future__ import annotations
 
@@ -83,3 +83,17 @@ def test_float_metrics_keeps_every_scalar_and_skips_the_rest():
 
 # A value out of range for the object it configures, and the start of the one line that must name it.
 # The optimizers and schedulers refuse theirs only at fit time (the task completes their partials).
+
+
+def test_a_run_writes_its_task_and_report_metrics_into_run_json(make_cfg, tmp_path: Path):
+    from conftest import FAST, ONE_TINY_EPOCH
+
+    from lightsuite.tasks.classification import ClassificationTask
+    from lightsuite.train import train
+
+    train(make_cfg("train", [*FAST, *ONE_TINY_EPOCH]))
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record == {
+        "task": "lightsuite.tasks.classification.ClassificationTask",
+        "report_metrics": list(ClassificationTask.report_metrics),
+    }

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from hydra.utils import get_class
-
 from lightsuite.errors import ConfigError
+from lightsuite.io import RUN_FILE
 from lightsuite.reporting import plots, tables
 from lightsuite.reporting.runs import DONE, FAILED, REPORT_DIR, UNFINISHED, Job, find_jobs
 
@@ -94,19 +93,17 @@ def make_report(dirs: Sequence[str], metrics: Sequence[str] | None = None) -> Re
 
 
 def default_metrics(jobs: Sequence[Job], notes: list[str]) -> list[str]:
-    """The `report_metrics` of each job's task class (in order, no repeats); else `optimized_metric`."""
+    """The `report_metrics` each job's task wrote into its `run.json` (in order, no repeats);
+    else `optimized_metric`. Read from the run dirs: the report imports none of the code that ran."""
     chosen: list[str] = []
-    for target in dict.fromkeys(str((job.config.get("task") or {}).get("_target_", "")) for job in jobs):
-        if not target:
-            continue
-        try:
-            names = getattr(get_class(target), "report_metrics", ())
-        except Exception as exc:  # a class renamed since the run: the report still shows the rest
-            notes.append(
-                f"task {target} could not be imported ({type(exc).__name__}): its default metrics skipped"
-            )
-            continue
-        chosen += [m for m in names if m not in chosen]
+    older = [job.name for job in jobs if "report_metrics" not in job.run and job.config.get("task")]
+    for job in jobs:
+        chosen += [m for m in job.run.get("report_metrics", ()) if m not in chosen]
+    if older:
+        notes.append(
+            f"{len(older)} run dir(s) hold no {RUN_FILE} (written before it existed): their task's default "
+            "metrics are unknown; name them with metrics=a,b"
+        )
     optimized = _optimized_metric(jobs)
     if not chosen and optimized:
         chosen.append(optimized)

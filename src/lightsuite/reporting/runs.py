@@ -23,7 +23,7 @@ import yaml
 from lightsuite.errors import ConfigError
 
 # written by each job of a multirun (launch/sweeps.py); read here so the report and the summary agree
-from lightsuite.io import STATUS_FILE
+from lightsuite.io import RUN_FILE, STATUS_FILE
 
 REPORT_DIR = "report"
 DONE, FAILED, UNFINISHED = "done", "failed", "unfinished"
@@ -54,6 +54,8 @@ class Job:
     error: str | None
     final: dict[str, float]
     history: dict[str, list[Point]] = field(default_factory=dict)
+    # `run.json`: the task's class and its `report_metrics` (absent in run dirs older than it)
+    run: dict[str, Any] = field(default_factory=dict)
 
     def value(self, key: str) -> str | None:
         """This job's value of an override key: its own override, else its config or group choice."""
@@ -164,6 +166,7 @@ def load_job(path: Path, name: str) -> Job:
         error=error if status != DONE else None,
         final=final or {},
         history=history,
+        run=_read_json(path / RUN_FILE) or {},
     )
 
 

@@ -24,7 +24,7 @@ from rich.tree import Tree
 
 from lightsuite.config.checks import HYDRA_KEYS, _spell, check_config, signature_of
 from lightsuite.errors import ConfigError, LightsuiteError, user_error
-from lightsuite.run.files import save_config
+from lightsuite.run.files import save_config, save_run_file
 
 
 def build(node: DictConfig | None, name: str, **kwargs: Any) -> Any:
@@ -236,7 +236,10 @@ def prepare_run(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningMo
         save_config(cfg, cfg.paths.output_dir)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    return build_run(cfg)
+    datamodule, task = build_run(cfg)
+    if not cfg.get("dry_run", False):
+        save_run_file(task, cfg.paths.output_dir)
+    return datamodule, task
 
 
 def build_run(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:

@@ -1,4 +1,5 @@
-"""The files a run leaves for people and tools: `config.yaml` (what ran) and `metrics.json` (what came out).
+"""The files a run leaves for people and tools: `config.yaml` and `run.json` (what ran), `metrics.json`
+(what came out).
 
 Both are written once, atomically, by rank 0 only; `metrics.json` is the one place a run's result
 is written (eval writes its own into its own dir).
@@ -17,13 +18,28 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from lightsuite.errors import ConfigError
-from lightsuite.io import write_json, write_text
+from lightsuite.io import RUN_FILE, write_json, write_text
 
 
 @rank_zero_only
 def save_config(cfg: DictConfig, output_dir: str | os.PathLike) -> Path:
     """Write the resolved config, the record of exactly what ran."""
     return write_text(Path(output_dir) / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+
+@rank_zero_only
+def save_run_file(task: object, output_dir: str | os.PathLike) -> Path:
+    """Write `run.json`: the task's class and the metrics a report of it should draw (`report_metrics`).
+
+    The report reads run dirs only, never the code that wrote them: what a task class says about
+    itself is written down here, beside `config.yaml`.
+    """
+    cls = type(task)
+    metrics = list(getattr(cls, "report_metrics", ()))
+    return write_json(
+        Path(output_dir) / RUN_FILE,
+        {"task": f"{cls.__module__}.{cls.__qualname__}", "report_metrics": metrics},
+    )
 
 
 def float_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
