@@ -3,11 +3,11 @@
 A table (YAML) lists small source edits ("mutants"), each with the tests that should catch it
 (pytest arguments: files, node ids, `-k` expressions):
 
-    - file: src/lightsuite/run/build.py
-      old: "tmp.write_text(text)"
-      new: "path.write_text(text)"
-      tests: [tests/run/test_build.py]
-      why: metrics.json written in place, not via a temp file and a rename
+    - file: src/lightsuite/run/files.py
+      old: "clean = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}"
+      new: "clean = dict(metrics)"
+      tests: [tests/run/test_files.py]
+      why: non-finite values written as bare NaN
 
 For each entry the tool replaces `old` (which must occur exactly once in `file`) with `new`, runs
 `pytest -x -q` on its tests, and restores the file, content and modification time, whatever

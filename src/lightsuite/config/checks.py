@@ -24,6 +24,7 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
+from lightsuite.config.resolvers import RESOLVERS
 from lightsuite.errors import ConfigError
 
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
@@ -132,7 +133,11 @@ def _value(node: DictConfig, key: str, path: str) -> tuple[bool, Any]:
     except InterpolationResolutionError as exc:
         if "hydra" in str(exc).lower():
             return False, None
-        raise ConfigError(f"{path}: {str(exc).splitlines()[0]}") from None
+        reason = str(exc).splitlines()[0]
+        if "Unsupported interpolation type" in reason and reason.rsplit(" ", 1)[-1] in RESOLVERS:
+            # a config composed by a script of the user's own, without the entry points
+            reason += "; call lightsuite.config.resolvers.register_resolvers() before composing"
+        raise ConfigError(f"{path}: {reason}") from None
     except MissingMandatoryValue:
         return False, None
     if isinstance(value, (DictConfig, ListConfig)):

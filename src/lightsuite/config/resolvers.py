@@ -28,6 +28,10 @@ def gpus_per_node(accelerator: str, devices: Any) -> int | None:
     return None if str(accelerator) == "cpu" else int(devices)
 
 
+# the resolvers `conf/` uses, by name
+RESOLVERS = ("sweep_id", "wandb_run_id", "mlflow_tags", "gpus_per_node")
+
+
 def register_resolvers() -> None:
     """Register every resolver `conf/` uses (again is harmless: the same functions replace themselves).
 
@@ -36,10 +40,11 @@ def register_resolvers() -> None:
     """
     from lightsuite.run.loggers import mlflow_tags, wandb_run_id
 
-    for name, fn in (
-        ("sweep_id", sweep_id),
-        ("wandb_run_id", wandb_run_id),
-        ("mlflow_tags", mlflow_tags),
-        ("gpus_per_node", gpus_per_node),
-    ):
-        OmegaConf.register_new_resolver(name, fn, replace=True)
+    functions = {
+        "sweep_id": sweep_id,
+        "wandb_run_id": wandb_run_id,
+        "mlflow_tags": mlflow_tags,
+        "gpus_per_node": gpus_per_node,
+    }
+    for name in RESOLVERS:
+        OmegaConf.register_new_resolver(name, functions[name], replace=True)

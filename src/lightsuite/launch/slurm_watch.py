@@ -2,7 +2,7 @@
 
 `advance` takes a job's state, its result file if it has appeared, squeue's row for it and the time,
 and returns the job's next state, the lines to print and a refusal that ends the sweep; `given_up`
-and `failure` say when to stop waiting for a job and what to record for it. `slurm.watch` does the
+and `failure` say when to stop waiting for a job and what to record for it. `slurm_submit.watch` does the
 looking (squeue, result files), the printing and the cancelling, so these can be tested by feeding
 them recorded squeue answers.
 """

@@ -313,7 +313,8 @@ class Preset(partial):
         if clash:
             what = "no shortcuts" if "shortcut" in clash else f"a fixed {', '.join(clash)}"
             depth = self.args[0] if self.args else ""
-            raise TypeError(f"this network has {what}; use {self.func.__name__}({depth}, ...) instead")
+            name = getattr(self, "__name__", "this network")
+            raise TypeError(f"{name} has {what}; use {self.func.__name__}({depth}, ...) instead")
         return super().__call__(*args, **kwargs)
 
 

@@ -1,7 +1,7 @@
 """A job's loggers, built and closed around it, and the ids that make a resumed run log to its own run.
 
-Light at import (no Lightning): the W&B id and the MLflow tags are config resolvers, registered by
-the entry points before anything heavy loads.
+Light at import (no Lightning): the W&B id and the MLflow tags are config resolvers
+(`config/resolvers.py`), which any composing code registers, the entry points included.
 """
 
 from __future__ import annotations
