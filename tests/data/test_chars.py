@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightsuite.data.chars import CharsDataModule, decode
+from lightsuite.data.chars import CharsDataModule
 from lightsuite.errors import ConfigError, DataNotFoundError
+from lightsuite.vocabulary import decode
 
 
 def test_net_kwargs_read_no_text():

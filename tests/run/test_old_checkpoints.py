@@ -35,6 +35,20 @@ TRAINED_WITH = {
         "task.sample_every_n_epochs=0",
     ],
     "forecast": ["experiment=sunspots_lstm", "model.hidden_size=8"],
+    "chars": [
+        "experiment=chars_lstm",
+        "model.hidden_size=16",
+        "model.num_layers=1",
+        "model.embedding_dim=8",
+        "data.max_chars=20000",
+        "data.seq_len=32",
+        "trainer.val_check_interval=1.0",
+    ],
+}
+TASKS = {
+    "gan": "lightsuite.tasks.gan.task.GANTask",
+    "forecast": "lightsuite.tasks.forecasting.task.ForecastingTask",
+    "chars": "lightsuite.tasks.char_lm.CharLMTask",
 }
 
 
@@ -70,17 +84,20 @@ def test_an_old_language_model_writes_what_it_wrote_then(make_cfg, capsys):
     assert capsys.readouterr().out == (OLD / "chars_sample_seed0.txt").read_text()
 
 
-@pytest.mark.parametrize("name", ["gan", "forecast"])
+@pytest.mark.parametrize("name", ["gan", "forecast", "chars"])
 def test_an_old_checkpoint_resumes_for_one_more_epoch(make_cfg, name: str):
-    """Trained for 2 epochs then; asked for 3 now, it continues at epoch 2 and saves today's task path."""
+    """Asked for one epoch more than it was trained for, it continues there and saves today's task path."""
+    then = torch.load(OLD / f"{name}.ckpt", map_location="cpu", weights_only=True)
+    epochs = then["epoch"] + 2  # epochs count from 0
     cfg = make_cfg(
-        "train", [*TRAINED_WITH[name], *FAST, f"ckpt_path={OLD / f'{name}.ckpt'}", "trainer.max_epochs=3"]
+        "train",
+        [*TRAINED_WITH[name], *FAST, f"ckpt_path={OLD / f'{name}.ckpt'}", f"trainer.max_epochs={epochs}"],
     )
     metrics = train(cfg)
-    run_dir = Path(cfg.paths.output_dir)
-    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    then = torch.load(OLD / f"{name}.ckpt", map_location="cpu", weights_only=True)
-    assert (then["epoch"], last["epoch"]) == (1, 2)  # the one epoch it had left (epochs count from 0)
+    last = torch.load(
+        Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
+    )
+    assert last["epoch"] == then["epoch"] + 1
     assert last["global_step"] > then["global_step"]
-    assert last[RECORD_KEY]["task"].endswith(".task.GANTask" if name == "gan" else ".task.ForecastingTask")
+    assert last[RECORD_KEY]["task"] == TASKS[name]  # today's path, where the class lives
     assert any(key.startswith("test/") for key in metrics)

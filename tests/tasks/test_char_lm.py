@@ -10,10 +10,11 @@ import pytorch_lightning as pl
 import torch
 from conftest import FAST
 
-from lightsuite.data.chars import CHARS, VOCAB_SIZE, CharsDataModule
+from lightsuite.data.chars import CharsDataModule
 from lightsuite.models.rnn import RecurrentNet
 from lightsuite.tasks.char_lm import CharLMTask
 from lightsuite.train import train
+from lightsuite.vocabulary import CHARS, VOCAB_SIZE
 
 LINES = ["the cat sat on the mat.\n", "a dog ran in the park!\n", "def f(x): return x + 1\n", "import this\n"]
 

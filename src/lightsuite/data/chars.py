@@ -15,9 +15,8 @@ from torch.utils.data import DataLoader
 
 from lightsuite.data.batches import loader
 from lightsuite.errors import ConfigError, DataNotFoundError
-from lightsuite.vocabulary import CHARS, UNKNOWN, VOCAB_SIZE, decode, encode
+from lightsuite.vocabulary import VOCAB_SIZE, encode
 
-__all__ = ["CHARS", "UNKNOWN", "VOCAB_SIZE", "CharsDataModule", "decode", "encode", "stdlib_sources"]
 
 def stdlib_sources(max_chars: int) -> str:
     """The `.py` files of the standard library in sorted path order, up to `max_chars` characters."""

@@ -28,6 +28,7 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 from torchmetrics.regression import SymmetricMeanAbsolutePercentageError
 
 from lightsuite.errors import ConfigError
+from lightsuite.io import replacing
 from lightsuite.tasks.forecasting import baselines as classical
 from lightsuite.tasks.metrics import MeanAbsoluteScaledError
 from lightsuite.tasks.sequence import SequenceTask
@@ -229,8 +230,8 @@ class ForecastingTask(SequenceTask):
         ax.legend(fontsize=8)
         fig.tight_layout()
         path = Path(self.trainer.default_root_dir) / "forecast.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_figure("test/forecast", fig, self.global_step)
