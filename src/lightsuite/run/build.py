@@ -243,10 +243,13 @@ def prepare_run(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningMo
 
 
 def build_run(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
-    """The DataModule (nothing loaded yet) and the task around the network built for its data."""
+    """The DataModule (nothing loaded yet) and the task around the network built for its data (and the
+    steps run code supplies to it: the FID classifier of image GANs, `run/fid.py`)."""
+    from lightsuite.run.fid import supplied_to  # which builds with this module
+
     datamodule = build(cfg.data, "data")
     net = build(cfg.model, "model", **datamodule.net_kwargs)
-    return datamodule, build(cfg.task, "task", net=net)
+    return datamodule, build(cfg.task, "task", net=net, **supplied_to(cfg.task))
 
 
 @rank_zero_only

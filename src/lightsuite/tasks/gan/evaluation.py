@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from lightsuite.errors import ConfigError
-from lightsuite.tasks.gan.fid import FeatureClassifier, load_fid_classifier, train_fid_classifier
+from lightsuite.tasks.gan.fid import FeatureClassifier, FeatureSource, FIDRecipe
 from lightsuite.tasks.gan.metrics import ClassConfidence, ModeCoverage
 
 
@@ -27,7 +27,8 @@ def _default_classifier() -> Callable[..., nn.Module]:
 
 
 class GANEvaluation:
-    """Built at fit start from the DataModule (`build`), fed real batches, asked for a stage's metrics."""
+    """Built at fit start from the DataModule (`prepare` on rank 0, then `build`), fed real batches,
+    asked for a stage's metrics. `features` gets the FID classifier (run code supplies it)."""
 
     def __init__(
         self,
@@ -38,11 +39,13 @@ class GANEvaluation:
         classifier_epochs: int = 10,
         num_reference: int = 2000,
         inception_weights: str | None = None,
+        features: FeatureSource | None = None,
     ) -> None:
-        self.fid, self.classifier = fid, classifier or _default_classifier()
-        self.inception_weights = inception_weights
-        self.classifier_ckpt, self.classifier_dir = classifier_ckpt, classifier_dir
-        self.classifier_epochs, self.num_reference = classifier_epochs, num_reference
+        self.fid, self.features = fid, features
+        self.recipe = FIDRecipe(
+            classifier or _default_classifier(), classifier_ckpt, classifier_dir, classifier_epochs
+        )
+        self.inception_weights, self.num_reference = inception_weights, num_reference
         self.modes: Tensor | None = None
         self.std = 0.0
         self.feature_net: FeatureClassifier | None = None
@@ -53,31 +56,50 @@ class GANEvaluation:
         self.reference: FrechetInceptionDistance | None = None
         self.reference_value: float | None = None
 
-    def build(
-        self, datamodule: Any, sample_shape: tuple[int, ...], device: torch.device, seed: int = 0
+    def _wants_classifier(self, datamodule: Any, sample_shape: tuple[int, ...]) -> bool:
+        """Whether this data is scored with the FID classifier; refuses settings that cannot work."""
+        if datamodule is None or hasattr(datamodule, "modes") or len(sample_shape) != 3:
+            return False
+        if getattr(datamodule, "pixels", "symmetric") != "symmetric":
+            raise ConfigError(
+                "task=gan generates pixels in [-1, 1] (tanh): set data.pixels=symmetric for image GANs"
+            )
+        if not self.fid:
+            return False
+        if self.inception_weights is not None:
+            _check_inception(self.inception_weights)
+        if self.features is None:
+            raise ConfigError(
+                "task.fid=true needs the FID step as `fid_features`: build the task with "
+                "lightsuite.run.build.build_run (lightsuite-train does), or set task.fid=false"
+            )
+        return True
+
+    def prepare(
+        self, datamodule: Any, sample_shape: tuple[int, ...], device: torch.device, run_dir: str | None
     ) -> None:
-        """Take the true modes (mixtures) or get the FID classifier (images); once per task."""
+        """Train and cache the FID classifier where the recipe needs one: once per run, on global rank 0."""
+        if self.feature_net is None and self._wants_classifier(datamodule, sample_shape):
+            self.features.prepare(self.recipe, datamodule, device, run_dir)
+
+    def build(
+        self,
+        datamodule: Any,
+        sample_shape: tuple[int, ...],
+        device: torch.device,
+        run_dir: str | None = None,
+        world_size: int = 1,
+    ) -> None:
+        """Take the true modes (mixtures) or load the FID classifier (images); once per task, every rank."""
         self.device = device
         if self.modes is not None or self.feature_net is not None or datamodule is None:
             return
         if hasattr(datamodule, "modes"):
             self.modes, self.std = datamodule.modes.float(), float(datamodule.std)
             return
-        if len(sample_shape) == 3 and getattr(datamodule, "pixels", "symmetric") != "symmetric":
-            raise ConfigError(
-                "task=gan generates pixels in [-1, 1] (tanh): set data.pixels=symmetric for image GANs"
-            )
-        if not self.fid or len(sample_shape) != 3:
+        if not self._wants_classifier(datamodule, sample_shape):
             return
-        if self.inception_weights is not None:
-            _check_inception(self.inception_weights)
-        if self.classifier_ckpt:
-            net = load_fid_classifier(self.classifier_ckpt, sample_shape)
-        else:
-            accelerator = "gpu" if device.type == "cuda" else "cpu"
-            net = train_fid_classifier(
-                datamodule, self.classifier, self.classifier_epochs, seed, self.classifier_dir, accelerator
-            )
+        net = self.features.load(self.recipe, datamodule, sample_shape, device, run_dir, world_size)
         self.feature_net = net.to(device)
         self.reference = self._fid()
 

@@ -4,25 +4,20 @@ Inception weights need a download; a classifier trained on the same real data ne
 sharper judge of small images (digits, MNIST) than ImageNet features. It sees images in the GAN's
 pixel range ([-1, 1], `data.pixels=symmetric`), comes from a classification checkpoint or is trained
 on first use and cached, and is frozen: eval mode, no gradients, never part of a GAN checkpoint.
+The task holds the recipe; getting the network is run code's step (`lightsuite.run.fid.FIDFeatures`),
+handed to the task as its `fid_features` argument.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from functools import partial
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-import pytorch_lightning as pl
 import torch
-from omegaconf import OmegaConf
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
 
 from lightsuite.errors import ConfigError
-from lightsuite.io import save_torch
-from lightsuite.run.checkpoints import check_task, checkpoint_record, load_checkpoint
 
 
 class FeatureClassifier(nn.Module):
@@ -54,92 +49,30 @@ class FeatureClassifier(nn.Module):
         return super().train(False)
 
 
-class _Batches(Dataset):
-    """Whole raw batches, scaled by the DataModule's own transform when drawn."""
+@dataclass(frozen=True)
+class FIDRecipe:
+    """What determines the FID classifier: the task's `fid_classifier*` settings."""
 
-    def __init__(self, batches: list[tuple[Tensor, Tensor]], transform: Callable[[Tensor], Tensor]) -> None:
-        self.batches, self.transform = batches, transform
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        x, y = self.batches[i]
-        return self.transform(x), y
+    classifier: Callable[..., nn.Module]
+    ckpt: str | None = None
+    cache_dir: str | None = None
+    epochs: int = 10
+    seed: int = 0
 
 
-def load_fid_classifier(ckpt_path: str, input_shape: tuple[int, ...]) -> FeatureClassifier:
-    """The network of a `task=classification` checkpoint trained on `data.pixels=symmetric` images."""
-    from lightsuite.run.build import build
-    from lightsuite.tasks.classification import ClassificationTask
+class FeatureSource(Protocol):
+    """Gets the classifier of a recipe: `prepare` once per run (global rank 0), then `load` on every rank."""
 
-    key = "task.fid_classifier_ckpt"
-    ckpt = load_checkpoint(ckpt_path, key)
-    record = checkpoint_record(ckpt, ckpt_path, key)
-    check_task(record, f"{ClassificationTask.__module__}.{ClassificationTask.__qualname__}", ckpt_path, key)
-    config = OmegaConf.create(record["config"])
-    if config.data.get("pixels", "standardized") != "symmetric":
-        raise ConfigError(
-            f"{key}={ckpt_path} was trained on standardized pixels, but GAN samples are in [-1, 1]; "
-            "train it with data.pixels=symmetric (or leave the key null to train one automatically)"
-        )
-    if tuple(record["net_kwargs"].get("input_shape", ())) != tuple(input_shape):
-        raise ConfigError(
-            f"{key}={ckpt_path} was trained on images of another shape than {list(input_shape)}"
-        )
-    net = build(config.model, "model", **record["net_kwargs"])
-    net.load_state_dict({k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})
-    return FeatureClassifier(net)
+    def prepare(
+        self, recipe: FIDRecipe, datamodule: Any, device: torch.device, run_dir: str | None
+    ) -> None: ...
 
-
-def train_fid_classifier(
-    datamodule: Any,
-    classifier: Callable[..., nn.Module],
-    epochs: int,
-    seed: int,
-    cache_dir: str | None,
-    accelerator: str = "cpu",
-) -> FeatureClassifier:
-    """Train `classifier` with ClassificationTask on the DataModule's training images, or load it from cache.
-
-    The cache file is named by what determines the weights (data, shape, network, epochs, seed), so a
-    second GAN run on the same data reuses the first one's classifier.
-    """
-    from lightsuite.tasks.classification import ClassificationTask
-
-    net_kwargs = datamodule.net_kwargs
-    name = getattr(classifier, "func", classifier).__name__
-    keywords = getattr(classifier, "keywords", {})
-    recipe = f"{type(datamodule).__name__}|{net_kwargs}|{name}|{keywords}|{epochs}|{seed}"
-    digest = hashlib.sha1(recipe.encode()).hexdigest()[:12]
-    cache = (
-        Path(cache_dir).expanduser() / f"fid_{type(datamodule).__name__}_{name}_{digest}.pt"
-        if cache_dir
-        else None
-    )
-    net = classifier(**net_kwargs)
-    if cache is not None and cache.is_file():
-        net.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
-        return FeatureClassifier(net)
-
-    batches = list(datamodule.train_dataloader())
-    loader = DataLoader(
-        _Batches(batches, partial(datamodule.transform_batch, train=False)), batch_size=None, shuffle=True
-    )
-    task = ClassificationTask(net, optimizer=partial(torch.optim.AdamW, lr=2e-3, weight_decay=1e-4))
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        accelerator=accelerator,
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        trainer.fit(task, train_dataloaders=loader)
-    net = net.cpu()
-    if cache is not None:
-        save_torch(net.state_dict(), cache)
-    return FeatureClassifier(net)
+    def load(
+        self,
+        recipe: FIDRecipe,
+        datamodule: Any,
+        sample_shape: tuple[int, ...],
+        device: torch.device,
+        run_dir: str | None,
+        world_size: int = 1,
+    ) -> FeatureClassifier: ...

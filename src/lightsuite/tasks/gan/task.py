@@ -25,6 +25,7 @@ from lightsuite.errors import ConfigError
 from lightsuite.io import save_npy, save_png
 from lightsuite.models.gan import GAN
 from lightsuite.tasks.gan.evaluation import GANEvaluation
+from lightsuite.tasks.gan.fid import FeatureSource
 from lightsuite.tasks.gan.losses import LOSSES, d_loss, g_loss, gradient_penalty, pack_samples
 from lightsuite.tasks.gan.pictures import image_grid, log_image, scatter_plot
 from lightsuite.tasks.steps import (
@@ -73,6 +74,7 @@ class GANTask(pl.LightningModule):
         fid_classifier_dir: str | None = None,
         fid_classifier_epochs: int = 10,
         fid_inception_weights: str | None = None,
+        fid_features: FeatureSource | None = None,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -103,7 +105,9 @@ class GANTask(pl.LightningModule):
             raise ConfigError(
                 f"model.pack={net.pack} differs from task.pack={pack}: set both to the same value"
             )
-        self.save_hyperparameters(ignore=["net", "g_optimizer", "d_optimizer", "fid_classifier"])
+        self.save_hyperparameters(
+            ignore=["net", "g_optimizer", "d_optimizer", "fid_classifier", "fid_features"]
+        )
         # two optimizers, alternating: Lightning's automatic loop cannot express n_critic or the GP
         self.automatic_optimization = False
         self.net = net
@@ -118,7 +122,8 @@ class GANTask(pl.LightningModule):
         self.register_buffer(
             "fixed_noise", torch.randn(num_grid_samples, net.latent_dim, generator=_seeded(0))
         )
-        # the offline judges (mode counter, FID feature network) are built at fit start and never saved
+        # the offline judges (mode counter, FID feature network) are built at fit start and never saved;
+        # `fid_features` (the FID step) comes from run code, as this module imports none
         self.evaluation = GANEvaluation(
             fid=fid,
             classifier=fid_classifier,
@@ -127,7 +132,10 @@ class GANTask(pl.LightningModule):
             classifier_epochs=fid_classifier_epochs,
             num_reference=num_eval_samples,
             inception_weights=fid_inception_weights,
+            features=fid_features,
         )
+        # the FID classifier is trained in `prepare_data`: by global rank 0 alone, once per run
+        self.prepare_data_per_node = False
         self._loss_sums: Tensor | None = None
         self._rounds = 0
         self._lean_rounds = False
@@ -240,9 +248,21 @@ class GANTask(pl.LightningModule):
         self.log_dict(losses, prog_bar=True, sync_dist=True)
 
     # --- evaluation ----------------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        # Lightning runs this on global rank 0 only; the other ranks wait (no timeout), then all `setup`
+        trainer = self.trainer
+        self.evaluation.prepare(
+            trainer.datamodule, self.net.sample_shape, trainer.strategy.root_device, trainer.default_root_dir
+        )
+
     def setup(self, stage: str) -> None:
+        trainer = self.trainer
         self.evaluation.build(
-            self.trainer.datamodule, self.net.sample_shape, self.trainer.strategy.root_device
+            trainer.datamodule,
+            self.net.sample_shape,
+            trainer.strategy.root_device,
+            trainer.default_root_dir,
+            trainer.world_size,
         )
         if stage == "fit" and not self.trainer.fast_dev_run:  # fast_dev_run skips those callbacks
             self._check_monitors()
