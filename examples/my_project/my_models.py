@@ -1,4 +1,4 @@
-"""A user's own network, trained by lightsuite without forking it (see docs/configuration.md: your own configs)."""
+"""A user's own network, trained by lightsuite without forking it (docs/configuration.md)."""
 
 from __future__ import annotations
 
