@@ -119,12 +119,20 @@ def test_search_presets_search_keys_that_exist_in_the_direction_of_their_checkpo
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from lightsuite.launch.optuna_settings import read_settings
+    from lightsuite.launch.optuna_trial import make_pruner
+
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[f"hparams_search={search}"], return_hydra_config=True)
     GlobalHydra.instance().clear()
     sweeper = cfg.hydra.sweeper
-    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.max_failure_rate == 1.0
+    assert sweeper._target_ == "hydra_plugins.lightsuite_sweeper.optuna_sweeper.OptunaSweeper"
+    # the settings the sweeper reads when the search starts are all valid, its pruner too
+    settings = read_settings(sweeper, "x")
+    assert settings.study_name == search and make_pruner(settings.pruner) is not None
+    # the same command continues the study: its sweep dir does not depend on the time
+    assert cfg.hydra.sweep.dir.endswith(f"search/{search}")
     for key in sweeper.params:
         assert OmegaConf.select(cfg, key, default="<absent>") != "<absent>", f"{search}: {key} is not a key"
     # the objective is the monitored metric, or its best value so far (`val/acc_best`)

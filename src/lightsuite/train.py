@@ -18,6 +18,7 @@ from lightsuite import CONFIG_DIR
 from lightsuite.config.resolvers import register_resolvers
 from lightsuite.errors import exit_on_user_error
 from lightsuite.launch.ddp import announce_rank, prepare_launch
+from lightsuite.launch.optuna_trial import trial_callbacks, was_pruned
 from lightsuite.launch.slurm_task import task_plugins
 from lightsuite.launch.sweeps import keep_sweeping
 from lightsuite.run.build import build, build_all, prepare_run, refusals_named, report_dry_run
@@ -48,7 +49,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Build every object from `cfg`, fit, test the best checkpoint and return the final metrics.
 
     With `dry_run=true` it stops after building the network and task (no data loaded) and
-    returns an empty dict. A re-run of a finished run returns its `metrics.json` (`finished_run`).
+    returns an empty dict. A trial an Optuna search prunes stops fitting and is not tested.
+    A re-run of a finished run returns its `metrics.json` (`finished_run`).
     """
     ckpt_path = cfg.get("ckpt_path")
     fit = cfg.get("train", True)
@@ -69,6 +71,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # every checkpoint carries its config, so it can be re-tested and sampled from on its own
     callbacks.append(RunRecord(OmegaConf.to_container(cfg, resolve=True), datamodule.net_kwargs))
     callbacks.append(RandomStates())
+    # a trial of an Optuna search reports each epoch's objective and stops when pruned
+    callbacks += trial_callbacks(cfg)
 
     metrics: dict[str, float] = {}
     with built_loggers(cfg.get("logger")) as loggers:
@@ -91,7 +95,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             # a fit with nothing left to train logs nothing: what it reported is in the checkpoint
             metrics.update(saved.fit_metrics if saved is not None and over else {})
             metrics.update(float_metrics(trainer.callback_metrics))
-        if cfg.get("test", True):
+        # a pruned trial is not worth testing: its metrics.json holds what the fit reached
+        if cfg.get("test", True) and not (fit and was_pruned(trainer)):
             ckpt = ckpt_path if not fit else best_checkpoint(trainer)
             with interrupts_explained(trainer, cfg):
                 trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)

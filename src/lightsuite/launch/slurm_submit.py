@@ -28,7 +28,7 @@ from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from lightsuite.errors import ConfigError
 from lightsuite.launch.slurm_watch import (
@@ -351,11 +351,6 @@ def _failed_return(launcher: Any, job: SweepJob) -> JobReturn:
 
 def _run_dir(launcher: Any, job: SweepJob) -> Path:
     """The job's dir, as the job itself would have named it (`hydra.sweep.dir`/`subdir`)."""
-    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
-    try:
-        cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(job.overrides))
-        with open_dict(cfg.hydra.job):
-            cfg.hydra.job.num = job.number
-        return sweep_dir / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
-    except Exception:  # a subdir pattern that needs the job's own runtime: the default layout
-        return sweep_dir / str(job.number)
+    from lightsuite.launch.sweeps import job_dir
+
+    return job_dir(launcher.hydra_context.config_loader, launcher.config, list(job.overrides), job.number)

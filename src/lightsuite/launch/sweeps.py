@@ -7,6 +7,7 @@ and once more when the sweep ends.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import json
@@ -19,11 +20,12 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from lightsuite.errors import RunInterrupted, UserExit, log_to_job_files
 from lightsuite.io import STATUS_FILE, SUMMARY, replacing, write_json
 from lightsuite.launch.ddp import SWEEP_RANK, in_multirun, release_launch
+from lightsuite.launch.optuna_trial import forget_pruning, pruned_record
 
 _failure: dict[str, str] = {}
 
@@ -52,6 +54,7 @@ def keep_sweeping(main: Callable[[DictConfig], float | None]) -> Callable[[DictC
     @functools.wraps(main)
     def job(cfg: DictConfig) -> float | None:
         _fail_job(None)
+        forget_pruning()
         if os.environ.get(SWEEP_RANK):
             return _extra_rank(main, cfg)
         if not in_multirun():
@@ -121,13 +124,18 @@ class RunReport(Callback):
             error = (
                 (str(exc).strip().splitlines() or [type(exc).__name__])[0] if exc is not None else "failed"
             )
+        pruned = pruned_record()
         if error is not None:
             status = "failed"
+        elif pruned and status == "completed":
+            status = "pruned"
         if objective is not None and not math.isfinite(objective):
             objective = None
         keys = [k for k in [objective_name, *self.headline] if k and metrics.get(k) is not None]
         shown = "  ".join(f"{k}={metrics[k]:.4g}" for k in dict.fromkeys(keys))
         outcome = f"failed: {error}" if error else "" if shown else status
+        if status == "pruned":
+            outcome = f"pruned after epoch {pruned['epoch']}"
         line = "  ".join(part for part in (f"run dir: {run_dir}", shown, outcome) if part)
         print(line, file=sys.stderr if error else sys.stdout)
         if hydra_cfg.mode.name != "MULTIRUN":
@@ -140,6 +148,8 @@ class RunReport(Callback):
             "run_dir": str(run_dir),
             "error": error,
         }
+        if status == "pruned":
+            record["pruned_at_epoch"] = pruned["epoch"]
         record_job_status(run_dir, record)
         write_summary(job_sweep_dir(config, run_dir), objective_name, _direction(config))
 
@@ -162,6 +172,18 @@ def job_sweep_dir(config: DictConfig, run_dir: Path) -> Path:
     return Path(str(OmegaConf.select(config, "hydra.sweep.dir"))).absolute()
 
 
+def job_dir(config_loader: Any, config: DictConfig, overrides: list[str], number: int) -> Path:
+    """The dir of job `number` of the sweep, as the job itself will name it (`hydra.sweep.dir`/`subdir`)."""
+    sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+    try:
+        cfg = config_loader.load_sweep_config(config, list(overrides))
+        with open_dict(cfg.hydra.job):
+            cfg.hydra.job.num = number
+        return sweep_dir / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
+    except Exception:  # a subdir pattern that needs the job's own runtime: the default layout
+        return sweep_dir / str(number)
+
+
 def record_job_status(run_dir: Path, record: dict[str, Any]) -> None:
     """Write a job's `job_status.json`, the file the sweep summary is rebuilt from."""
     write_json(run_dir / STATUS_FILE, record)
@@ -178,8 +200,16 @@ def _direction(config: DictConfig) -> str:
     return str(getattr(direction, "name", direction))
 
 
-def write_summary(sweep_dir: Path, objective: str | None, direction: str = "maximize") -> Path:
-    """Collect every job's `job_status.json` under `sweep_dir` into `sweep_summary.json` and `.csv`."""
+def write_summary(
+    sweep_dir: Path, objective: str | None, direction: str = "maximize", study: dict | None = None
+) -> Path:
+    """Collect every job's `job_status.json` under `sweep_dir` into `sweep_summary.json` and `.csv`.
+
+    `study` names an Optuna search's study and storage; once written, later summaries keep it.
+    """
+    if study is None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            study = json.loads((sweep_dir / f"{SUMMARY}.json").read_text()).get("study")
     jobs = []
     for path in sorted(sweep_dir.glob(f"*/{STATUS_FILE}")):
         try:
@@ -196,13 +226,37 @@ def write_summary(sweep_dir: Path, objective: str | None, direction: str = "maxi
         "direction": direction,
         "completed": sum(job["status"] == "completed" for job in jobs),
         "failed": sum(job["status"] == "failed" for job in jobs),
+        "pruned": sum(job["status"] == "pruned" for job in jobs),
         "best": best,
         "jobs": jobs,
     }
+    if study is not None:
+        summary["study"] = study
     write_json(sweep_dir / f"{SUMMARY}.json", summary)
     rows = [{**job, "overrides": " ".join(job["overrides"])} for job in jobs]
     with replacing(sweep_dir / f"{SUMMARY}.csv") as tmp, tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, ["job", "status", "objective", "overrides", "run_dir", "error"])
+        writer = csv.DictWriter(
+            f, ["job", "status", "objective", "overrides", "run_dir", "error"], extrasaction="ignore"
+        )
         writer.writeheader()
         writer.writerows(rows)
     return sweep_dir / f"{SUMMARY}.json"
+
+
+def read_job_status(run_dir: Path, number: int) -> dict | None:
+    """Job `number`'s own `job_status.json`, if it wrote one (and it is this job's)."""
+    try:
+        record = json.loads((run_dir / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("job") == number else None
+
+
+def job_error(ret: JobReturn | BaseException | None) -> str | None:
+    """Why a launched job failed, in one line (an exception or Hydra's failed JobReturn), or None."""
+    if isinstance(ret, BaseException):
+        return (str(ret).strip().splitlines() or [type(ret).__name__])[0]
+    if isinstance(ret, JobReturn) and ret.status == JobStatus.FAILED:
+        exc = ret._return_value
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0] if exc is not None else "failed"
+    return None

@@ -1,0 +1,1 @@
+"""lightsuite's Hydra sweeper plugin (an Optuna search on current Optuna)."""

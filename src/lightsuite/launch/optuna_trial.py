@@ -1,0 +1,191 @@
+"""The job side of an Optuna search: the study's storage, and each epoch's value told to the trial.
+
+The sweeper (`optuna_search`) hands each job its trial as three Hydra overrides,
+`hydra.sweeper.storage`, `hydra.sweeper.study_name` and `hydra.sweeper.trial`. The job re-opens
+the trial through the shared storage, reports the monitored metric after every validation and asks
+the study's pruner whether to go on: this works wherever the job runs (in the sweep's process, in a
+submitit process, on another SLURM node), as long as the storage is reachable from there.
+A pruned job stops at the end of that epoch, skips its test stage and says so in its
+`job_status.json`; the sweeper then tells the study the trial was pruned.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from lightsuite.errors import ConfigError
+from lightsuite.launch.ddp import in_multirun
+
+SWEEPER = "hydra_plugins.lightsuite_sweeper.optuna_sweeper.OptunaSweeper"
+JOURNAL = "optuna.journal"
+PRUNERS = {
+    "median": ("optuna.pruners.MedianPruner", {"n_startup_trials": 4, "n_warmup_steps": 1}),
+    "successive_halving": ("optuna.pruners.SuccessiveHalvingPruner", {}),
+    "hyperband": ("optuna.pruners.HyperbandPruner", {"min_resource": 1}),
+    "none": ("optuna.pruners.NopPruner", {}),
+}
+# this process's current job: the epoch and value it was pruned at (empty: not pruned)
+_pruned: dict[str, Any] = {}
+
+
+def storage_url(storage: str | None, sweep_dir: str | Path) -> str:
+    """Where the study lives: an RDB URL as given, or a journal file's absolute path."""
+    if storage and "://" in str(storage):
+        return str(storage)
+    return str(Path(str(storage) if storage else Path(sweep_dir) / JOURNAL).expanduser().absolute())
+
+
+def open_storage(url: str) -> Any:
+    """Optuna's storage for `url`: a journal file (locking that works on cluster file systems) or an RDB."""
+    import optuna
+
+    if "://" in url:
+        try:
+            return optuna.storages.RDBStorage(url)
+        except Exception as exc:  # SQLAlchemy's many errors for a bad URL or an unreachable server
+            raise ConfigError(
+                f"hydra.sweeper.storage={url} cannot be opened ({str(exc).splitlines()[0][:200]}); use "
+                "sqlite:///path/to/file.db, a journal file path, or null for <sweep dir>/optuna.journal"
+            ) from None
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    path = Path(url)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # open(O_CREAT|O_EXCL) locks, which NFSv3 and later honour (Optuna's advice for shared disks)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path), JournalFileOpenLock(str(path))))
+    except OSError as exc:
+        raise ConfigError(
+            f"hydra.sweeper.storage={url} cannot be written ({exc.strerror}); choose a writable path"
+        ) from None
+
+
+def make_pruner(spec: Any) -> Any:
+    """`median`, `successive_halving`, `hyperband`, `none`, or a `_target_` config of any pruner."""
+    from hydra.utils import get_class, instantiate
+
+    if spec is None:
+        spec = "none"
+    if isinstance(spec, str):
+        if spec not in PRUNERS:
+            raise ConfigError(
+                f"hydra.sweeper.pruner={spec} is not a pruner: use one of {', '.join(PRUNERS)}, or a "
+                "config with _target_ (e.g. optuna.pruners.PercentilePruner)"
+            )
+        target, kwargs = PRUNERS[spec]
+        return get_class(target)(**kwargs)
+    try:
+        return instantiate(spec)
+    except Exception as exc:
+        raise ConfigError(f"hydra.sweeper.pruner: {' '.join(str(exc).split())[:300]}") from None
+
+
+@dataclass(frozen=True)
+class TrialRef:
+    """Which trial of which study this job is, and what it reports."""
+
+    storage: str
+    study_name: str
+    number: int
+    monitor: str
+    pruner: Any
+
+
+def trial_of_this_job(cfg: DictConfig) -> TrialRef | None:
+    """This job's trial when an Optuna search launched it (not in its extra DDP ranks)."""
+    if not in_multirun():
+        return None
+    sweeper = HydraConfig.get().sweeper
+    if sweeper.get("_target_") != SWEEPER or sweeper.get("trial") is None:
+        return None
+    pruner = sweeper.get("pruner")
+    pruner = OmegaConf.to_container(pruner, resolve=True) if isinstance(pruner, DictConfig) else pruner
+    return TrialRef(
+        str(sweeper.storage), str(sweeper.study_name), int(sweeper.trial), str(cfg.optimized_metric), pruner
+    )
+
+
+def trial_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    """The reporting callback when this job is a trial (none otherwise); forgets the last job's pruning."""
+    _pruned.clear()
+    ref = trial_of_this_job(cfg)
+    return [TrialReport(ref)] if ref is not None and cfg.get("optimized_metric") else []
+
+
+def pruned_record() -> dict[str, Any]:
+    """The epoch and value this process's current job was pruned at; empty when it was not."""
+    return dict(_pruned)
+
+
+def forget_pruning() -> None:
+    _pruned.clear()
+
+
+def was_pruned(trainer: pl.Trainer) -> bool:
+    """Whether rank 0 pruned this job, on every rank (so that all skip the test stage together)."""
+    pruned = bool(_pruned)
+    if trainer.world_size > 1:
+        pruned = bool(trainer.strategy.broadcast(pruned, src=0))
+    return pruned
+
+
+class TrialReport(pl.Callback):
+    """After every validation: report the monitored metric to the trial, and stop if the pruner says so.
+
+    Only global rank 0 talks to the storage; Lightning reduces `should_stop` over the ranks at the
+    end of the epoch, so all of them stop there.
+    """
+
+    def __init__(self, ref: TrialRef) -> None:
+        self.ref = ref
+        self._study: Any = None
+        self._storage: Any = None
+        self._trial_id: int | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        import optuna
+
+        storage = self._storage = open_storage(self.ref.storage)
+        self._study = optuna.load_study(
+            study_name=self.ref.study_name,
+            storage=storage,
+            pruner=make_pruner(self.ref.pruner),
+            sampler=optuna.samplers.RandomSampler(),
+        )
+        study_id = storage.get_study_id_from_name(self.ref.study_name)
+        self._trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, self.ref.number)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self._trial_id is None or _pruned:
+            return
+        value = trainer.callback_metrics.get(self.ref.monitor)
+        if value is None or not math.isfinite(float(value)):
+            return  # a non-finite value fails the job (the divergence checks), not the pruner's business
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        storage, epoch = self._storage, trainer.current_epoch
+        try:
+            storage.set_trial_intermediate_value(self._trial_id, epoch, float(value))
+        except UpdateFinishedTrialError:
+            self._trial_id = None  # the study already closed this trial (a resumed search): stop reporting
+            return
+        if self._study.pruner.prune(self._study, storage.get_trial(self._trial_id)):
+            _pruned.update(epoch=epoch, value=float(value))
+            storage.set_trial_user_attr(self._trial_id, "pruned_at_epoch", epoch)
+            trainer.should_stop = True
+            print(
+                f"optuna: trial {self.ref.number} pruned after epoch {epoch}: "
+                f"{self.ref.monitor}={float(value):.4g} is not promising",
+                file=sys.stderr,
+                flush=True,
+            )
