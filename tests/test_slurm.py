@@ -254,3 +254,41 @@ def test_a_submission_slurm_refuses_is_one_line(cluster, tmp_path):
     assert proc.returncode == 1
     assert err.strip().splitlines() == [err.strip().splitlines()[-1]], err
     assert err.startswith("error: SLURM refused the sweep:") and "no_such_partition" in err, err
+
+
+def test_optuna_trials_run_two_at_once_on_the_cluster_and_are_pruned_there(cluster, tmp_path):
+    """n_jobs=2: two one-CPU trials in flight at once; the jobs, SLURM's processes, report to the
+    study through its journal and the hopeless ones are pruned there."""
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "lightsuite.train", f"--config-dir={HERE / 'launch' / 'user_conf'}"]
+    cmd += ["hparams_search=hopeless", *FAST, "hydra/launcher=slurm", "hydra.launcher.timeout_min=20"]
+    cmd += ["hydra.launcher.cpus_per_task=1", "hydra.sweeper.n_jobs=2", f"hydra.sweep.dir={sweep}"]
+    cmd += ["trainer.max_epochs=4", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2"]
+    cmd += [
+        "trainer.limit_test_batches=1",
+        "+trainer.num_sanity_val_steps=0",
+        "callbacks.early_stopping=null",
+    ]
+    env = {**os.environ, "LIGHTSUITE_ROOT": str(tmp_path), **ENV}
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    out, err = _finish(proc)
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    summary = _summary(sweep)
+    statuses = [job["status"] for job in summary["jobs"]]
+    assert statuses[:2] == ["completed"] * 2 and "pruned" in statuses[2:], summary
+    # one submission per trial, two of them running at the same time
+    assert len(re.findall(r"^slurm: submitted 1 job\(s\) as array", out, re.M)) == 4
+    spans = [
+        (
+            (sweep / str(n) / "config.yaml").stat().st_mtime,
+            (sweep / str(n) / "job_status.json").stat().st_mtime,
+        )
+        for n in range(4)
+    ]
+    assert any(a0 < b1 and a1 < b0 for i, (a0, b0) in enumerate(spans) for a1, b1 in spans[i + 1 :]), spans
+    # the pruned job said so in its own SLURM log, on the node
+    pruned = next(job for job in summary["jobs"] if job["status"] == "pruned")
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*_0_log.err"))
+    assert f"optuna: trial {pruned['job']} pruned after epoch {pruned['pruned_at_epoch']}" in logs

@@ -69,7 +69,7 @@ def keep_sweeping(main: Callable[[DictConfig], float | None]) -> Callable[[DictC
             _fail_job(str(exc.error))
             return None
         if value is not None and not math.isfinite(value):
-            # None, not the value: Optuna 2.10 fails a NaN itself but ranks an infinity as a result
+            # None, not the value: a sweeper could rank an infinity as a result (Optuna tells it as one)
             reason = f"{cfg.get('optimized_metric')} is {value}"
             log_to_job_files(f"error: {reason}")
             _fail_job(reason)
