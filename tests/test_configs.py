@@ -133,7 +133,12 @@ def test_search_presets_search_keys_that_exist_in_the_direction_of_their_checkpo
     assert settings.study_name == search and make_pruner(settings.pruner) is not None
     # the same command continues the study: its sweep dir does not depend on the time
     assert cfg.hydra.sweep.dir.endswith(f"search/{search}")
-    for key in sweeper.params:
+    branches = [k for cases in sweeper.get("conditional", {}).values() for b in cases.values() for k in b]
+    for key in [*sweeper.params, *branches]:
+        if "/" in key:  # a config group: each choice is one of its files
+            for choice in str(sweeper.params[key]).removeprefix("choice(").removesuffix(")").split(","):
+                assert (CONF / key / f"{choice.strip()}.yaml").exists(), f"{search}: {key}={choice}"
+            continue
         assert OmegaConf.select(cfg, key, default="<absent>") != "<absent>", f"{search}: {key} is not a key"
     # the objective is the monitored metric, or its best value so far (`val/acc_best`)
     assert cfg.optimized_metric in (

@@ -50,7 +50,10 @@ ENTRY_POINTS = {
 }
 MODULES = {f"lightsuite.{name}": f"lightsuite-{name}" for name in ("train", "eval", "sample", "report")}
 # tools the docs show that are not this project's to check
-EXTERNAL = {"wandb", "tensorboard", "mlflow", "mutmut", "scontrol", "scancel", "squeue", "srun", "sbatch"}
+EXTERNAL = {
+    "wandb", "tensorboard", "mlflow", "mutmut", "scontrol", "scancel", "squeue", "srun", "sbatch",
+    "optuna-dashboard",
+}  # fmt: skip
 ENV_ASSIGNMENT = re.compile(r"[A-Z_][A-Z0-9_]*=")
 # a documented refusal may be cut short: `...; ...` or `...`
 ELIDED = re.compile(r"(;\s*)?\.\.\.$")

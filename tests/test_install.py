@@ -32,8 +32,16 @@ def test_wheel_trains_from_another_directory_with_a_users_config_dir(tmp_path):
     )
     (wheel,) = dist.glob("lightsuite-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for conf in ("train.yaml", "hparams_search/digits_resnet.yaml", "hydra/launcher/slurm.yaml"):
+    for conf in (
+        "train.yaml",
+        "hparams_search/digits_resnet.yaml",
+        "hydra/launcher/slurm.yaml",
+        "hydra/sweeper/optuna.yaml",
+    ):
         assert f"lightsuite/conf/{conf}" in names, f"{conf} is not in the wheel"
+    # Hydra finds the suite's launcher and sweeper only in the hydra_plugins namespace
+    for plugin in ("lightsuite_launcher/slurm_launcher.py", "lightsuite_sweeper/optuna_sweeper.py"):
+        assert f"hydra_plugins/{plugin}" in names, f"{plugin} is not in the wheel"
 
     # a fresh venv without system site-packages; lightsuite from the wheel alone. Its dependencies
     # come from this test's environment through a .pth line (installing torch again takes minutes).

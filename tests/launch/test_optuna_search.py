@@ -358,3 +358,38 @@ def test_failed_trials_are_told_failed_and_too_many_end_the_search_with_one_line
         f"stops; each failure's reason is in {sweep / 'sweep_summary.json'}"
     )
     assert _statuses(sweep) == ["failed"] * 4
+
+
+PRESETS = sorted(p.stem for p in (HERE.parents[1] / "conf" / "hparams_search").glob("*.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_search_preset_runs_two_trials_that_train_their_own_values(preset, tmp_path):
+    proc = run_cli(
+        "lightsuite.train",
+        f"hparams_search={preset}",
+        "hydra.sweeper.n_trials=2",
+        *TINY,
+        cwd=tmp_path,
+        env=ENV,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = tmp_path / "outputs" / "search" / preset
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert [job["status"] for job in summary["jobs"]] == ["completed"] * 2, summary
+    assert summary["study"] == {"name": preset, "storage": str(sweep / "optuna.journal")}
+    optimizers = []
+    for job in summary["jobs"]:
+        config = OmegaConf.load(Path(job["run_dir"]) / "config.yaml")
+        assert job["params"], job
+        for key, value in job["params"].items():
+            if "/" in key:  # a config group's choice: the optimizer it builds
+                optimizers.append(OmegaConf.select(config, key.replace("/", ".") + "._target_"))
+                assert optimizers[-1].lower().endswith(value), job
+            else:
+                assert OmegaConf.select(config, key) == value, (key, job)
+    assert len(_study(sweep, preset).trials) == 2
+    if preset == "digits_optimizers":  # its two enqueued baselines ran first, one per branch
+        assert optimizers == ["torch.optim.SGD", "torch.optim.AdamW"]
+        assert [job["params"]["task.optimizer.lr"] for job in summary["jobs"]] == [0.1, 1e-3]
