@@ -393,3 +393,26 @@ def test_every_search_preset_runs_two_trials_that_train_their_own_values(preset,
     if preset == "digits_optimizers":  # its two enqueued baselines ran first, one per branch
         assert optimizers == ["torch.optim.SGD", "torch.optim.AdamW"]
         assert [job["params"]["task.optimizer.lr"] for job in summary["jobs"]] == [0.1, 1e-3]
+
+
+def test_sqlite_and_journal_storages_hold_a_study_across_openings(tmp_path):
+    """SQLite works with SQLAlchemy 2 (Optuna 2.10's did not); a journal file is the default."""
+    from lightsuite.launch.optuna_trial import open_storage, storage_url
+
+    assert storage_url(None, tmp_path) == str(tmp_path / "optuna.journal")
+    assert storage_url(f"sqlite:///{tmp_path}/s.db", tmp_path) == f"sqlite:///{tmp_path}/s.db"
+    for url in (storage_url(None, tmp_path), f"sqlite:///{tmp_path}/s.db"):
+        study = optuna.create_study(storage=open_storage(url), study_name="s", direction="maximize")
+        trial = study.ask()
+        trial.report(0.5, 0)
+        study.tell(trial, 0.75)
+        again = optuna.load_study(study_name="s", storage=open_storage(url))
+        assert [(t.value, t.intermediate_values) for t in again.trials] == [(0.75, {0: 0.5})]
+    with pytest.raises(ConfigError, match="hydra.sweeper.storage=nope://x cannot be opened"):
+        open_storage("nope://x")
+
+
+def test_a_search_with_nothing_to_search_is_refused(tmp_path):
+    proc = run_cli("lightsuite.train", "-m", "hydra/sweeper=optuna", cwd=tmp_path, env=ENV)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("error: an Optuna search with nothing to search")

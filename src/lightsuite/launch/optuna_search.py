@@ -62,6 +62,11 @@ class Search:
         self.config_name = self.config.hydra.job.config_name
         self.returns: list[JobReturn] = []
         self.failed_to_end: str | None = None
+        if not self.space.params:
+            raise ConfigError(
+                "an Optuna search with nothing to search: give hydra.sweeper.params (or a preset: "
+                "hparams_search=digits_resnet) or a sweep value, e.g. 'task.optimizer.lr=interval(0.01, 0.5)'"
+            )
         if not self.objective:
             raise ConfigError(
                 "an Optuna search needs optimized_metric (the metric it optimizes, e.g. val/acc_best)"
@@ -104,7 +109,11 @@ class Search:
         try:
             return instantiate(spec)
         except Exception as exc:
-            raise ConfigError(f"hydra.sweeper.sampler: {' '.join(str(exc).split())[:300]}") from None
+            said = " ".join(str(exc).split(", set env var HYDRA_FULL_ERROR")[0].split())[:300]
+            raise ConfigError(
+                f"hydra.sweeper.sampler: {said}; check its _target_ and arguments "
+                "(optuna.samplers.TPESampler, RandomSampler, GPSampler, ...)"
+            ) from None
 
     def _check_same_search(self, study: Any) -> None:
         """A study is continued only by the search that made it: same direction, objective, overrides."""

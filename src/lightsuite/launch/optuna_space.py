@@ -138,7 +138,7 @@ def parse_space(
     params_list: list[Param] = []
     fixed: list[str] = []
     entries = [(f"hydra.sweeper.params.{k}", f"{k}={v}") for k, v in (params or {}).items()]
-    entries += [("the command line", arg) for arg in arguments or []]
+    entries += [(f"{arg.split('=', 1)[0]} (on the command line)", arg) for arg in arguments or []]
     for where, text in entries:
         override = _parse(parser, text, where)
         key = override.get_key_element()

@@ -82,10 +82,19 @@ def make_pruner(spec: Any) -> Any:
             )
         target, kwargs = PRUNERS[spec]
         return get_class(target)(**kwargs)
+    import optuna
+
+    fix = "a pruner's name (median, successive_halving, hyperband, none) or a config with _target_"
+    if not (isinstance(spec, dict) and "_target_" in spec):
+        raise ConfigError(f"hydra.sweeper.pruner={spec} is not a pruner: give {fix}")
     try:
-        return instantiate(spec)
+        pruner = instantiate(spec)
     except Exception as exc:
-        raise ConfigError(f"hydra.sweeper.pruner: {' '.join(str(exc).split())[:300]}") from None
+        said = " ".join(str(exc).split(", set env var HYDRA_FULL_ERROR")[0].split())[:300]
+        raise ConfigError(f"hydra.sweeper.pruner: {said}; check its _target_ and arguments") from None
+    if not isinstance(pruner, optuna.pruners.BasePruner):
+        raise ConfigError(f"hydra.sweeper.pruner: {spec['_target_']} is not an Optuna pruner: give {fix}")
+    return pruner
 
 
 @dataclass(frozen=True)
