@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities import rank_zero_only
@@ -265,12 +266,27 @@ def interrupts_explained(trainer: pl.Trainer, cfg: DictConfig) -> Iterator[None]
                 f"SLURM stopped job {slurm_job_id()} in epoch {trainer.current_epoch}; "
                 f"if it is requeued it resumes {resumes}"
             ) from None
-        how = (
-            f"resume with the same command plus ckpt_path={last}"
-            if last
-            else "no epoch had finished, so nothing was saved: run the command again"
-        )
+        sweep_dir = _sweep_dir()
+        if sweep_dir is not None:
+            # a job of a sweep (an Optuna trial too): the sweep resumes every job from its own run dir
+            how = f"resume the sweep with the same command plus hydra.sweep.dir={sweep_dir}"
+        elif last:
+            how = f"resume with the same command plus ckpt_path={last}"
+        else:
+            how = "no epoch had finished, so nothing was saved: run the command again"
         raise RunInterrupted(f"interrupted in epoch {trainer.current_epoch}; {how}") from None
+
+
+def _sweep_dir() -> Path | None:
+    """This multirun job's sweep dir: its run dir less `hydra.sweep.subdir` (None outside a multirun)."""
+    from lightsuite.launch.ddp import in_multirun
+
+    if not in_multirun():
+        return None
+    hydra_cfg = HydraConfig.get()
+    run_dir, subdir = Path(hydra_cfg.runtime.output_dir), Path(str(hydra_cfg.sweep.subdir))
+    depth = len(subdir.parts)
+    return Path(*run_dir.parts[:-depth]) if depth and run_dir.parts[-depth:] == subdir.parts else None
 
 
 def _last_checkpoint(trainer: pl.Trainer) -> str:
