@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +174,81 @@ class SummarySnapshots(Callback):
         found = sorted(self.root.glob("**/sweep_summary.json"))
         assert len(found) <= 1, found
         self.seen[int(config.hydra.job.num)] = json.loads(found[0].read_text()) if found else None
+
+
+@dataclass
+class PlannedTrial:
+    """One trial of a synthetic Optuna search: its sampled values, how it ends, its val/acc per epoch.
+
+    `state` is `complete`, `pruned` (after the last epoch given), `failed` (a diverged loss) or
+    `running` (its job still training: no status file, not told to the study).
+    """
+
+    params: dict[str, float]
+    state: str
+    val_acc: list[float]
+
+
+def optuna_sweep(root: Path, trials: list[PlannedTrial], name: str = "search") -> Path:
+    """A sweep dir as the suite's Optuna search leaves it, maximizing val/acc_best.
+
+    The study is Optuna's own, in `<sweep>/optuna.journal`, each trial asked for with its values
+    enqueued and told how it ended; each trial reports its running best val/acc every epoch (what
+    a job reports to its pruner). Each job's run dir, `job_status.json` and the sweep's
+    `sweep_summary.json` come from the suite's writers (`write_job`, `record_job_status`,
+    `write_summary`).
+    """
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    from lightsuite.launch.sweeps import record_job_status, write_summary
+
+    space = {
+        "task.optimizer.lr": FloatDistribution(1e-4, 1.0, log=True),
+        "task.optimizer.weight_decay": FloatDistribution(1e-6, 1e-2, log=True),
+    }
+    sweep = root / "sweep"
+    sweep.mkdir(parents=True)
+    journal = sweep / "optuna.journal"
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    for number, plan in enumerate(trials):
+        study.enqueue_trial(plan.params)
+        trial = study.ask({key: space[key] for key in plan.params})
+        assert (trial.number, trial.params) == (number, plan.params)
+        bests = [max(plan.val_acc[: i + 1]) for i in range(len(plan.val_acc))]
+        for epoch, best in enumerate(bests):
+            trial.report(best, epoch)
+        overrides = [f"{key}={value}" for key, value in plan.params.items()]
+        loss = [2.0 - 0.1 * i for i in range(len(plan.val_acc) * STEPS_PER_EPOCH)]
+        fit = {"val/acc": plan.val_acc[-1], "val/acc_best": bests[-1], "train/loss": loss[-1]}
+        # a pruned job's metrics.json holds the fit's metrics so far and no test metrics
+        final = {"complete": {**fit, "test/acc": bests[-1] - 0.02}, "pruned": fit}.get(plan.state)
+        error = "train/loss is nan at step 7: lower task.optimizer.lr" if plan.state == "failed" else None
+        cfg = base_config(plan.params["task.optimizer.lr"], 1)
+        path = write_job(sweep / str(number), overrides, cfg, plan.val_acc, loss, final, error)
+        if plan.state == "running":
+            continue
+        status = {"complete": "completed", "pruned": "pruned", "failed": "failed"}[plan.state]
+        record = {
+            "job": number,
+            "overrides": overrides,
+            "status": status,
+            "objective": bests[-1] if final else None,
+            "run_dir": str(path),
+            "error": error,
+            "trial": number,
+            "params": plan.params,
+        }
+        if plan.state == "pruned":
+            record["pruned_at_epoch"] = len(plan.val_acc) - 1
+        record_job_status(path, record)
+        if plan.state == "complete":
+            study.tell(trial, bests[-1])
+        else:
+            study.tell(trial, state=TrialState.PRUNED if plan.state == "pruned" else TrialState.FAIL)
+    write_summary(sweep, "val/acc_best", "maximize", study={"name": name, "storage": str(journal)})
+    return sweep

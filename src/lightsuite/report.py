@@ -22,6 +22,8 @@ from rich.table import Table
 from lightsuite.errors import ConfigError, exit_on_user_error
 
 OPTIONS = ("metrics", "output")
+# a job's row in the terminal table by its status (the best job is bold yellow)
+STYLES = {"failed": "red", "unfinished": "dim", "pruned": "magenta"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,6 +54,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def report(argv: Sequence[str] | None = None, console: Console | None = None) -> Path:
     """Build and write the report the arguments ask for; returns the report folder."""
     from lightsuite.reporting.page import default_output, job_rows, make_report, write_report
+    from lightsuite.reporting.study import summary_line
 
     ns = parse_args(argv)
     built = make_report(ns.dirs, ns.metrics)
@@ -63,12 +66,14 @@ def report(argv: Sequence[str] | None = None, console: Console | None = None) ->
     for i in shown:
         table.add_column(header[i], overflow="fold")
     for job, row in zip(built.jobs, rows, strict=True):
-        style = "bold yellow" if job is built.best else {"failed": "red", "unfinished": "dim"}.get(job.status)
+        style = "bold yellow" if job is built.best else STYLES.get(job.status)
         table.add_row(*(row[i] for i in shown), style=style)
     console.print(table)
     for job in built.jobs:
         if job.error:
             console.print(f"[red]{job.name} failed:[/] {job.error}", highlight=False, soft_wrap=True)
+    for found in built.studies:
+        console.print(f"{summary_line(found)} (storage: {found.storage})", highlight=False, soft_wrap=True)
     for note in built.notes:
         console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     # unwrapped, so the path can be copied whole

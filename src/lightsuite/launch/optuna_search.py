@@ -32,7 +32,7 @@ from lightsuite.errors import ConfigError, LightsuiteError, exit_on_user_error, 
 from lightsuite.io import write_text
 from lightsuite.launch.optuna_settings import read_settings
 from lightsuite.launch.optuna_space import SearchSpace, parse_space, spell
-from lightsuite.launch.optuna_trial import make_pruner, open_storage, storage_url
+from lightsuite.launch.optuna_trial import make_pruner, open_storage, pruned_after, storage_url
 from lightsuite.launch.sweeps import job_error, read_job_status, record_job_status, write_summary
 
 # the failure rate is judged from this many finished trials on: one early divergence is no verdict
@@ -244,8 +244,8 @@ class Search:
             state += f" ({self.objective}={record['objective']:.4g})"
         elif state == "failed":
             state += f": {record.get('error')}"
-        elif state == "pruned":
-            state += f" after epoch {record.get('pruned_at_epoch')}"
+        elif state == "pruned" and record.get("pruned_at_epoch") is not None:
+            state = pruned_after(record["pruned_at_epoch"])
         best = ""
         with contextlib.suppress(ValueError):
             best = f"; best {self.study.best_value:.4g} (trial {self.study.best_trial.number})"
@@ -339,10 +339,10 @@ class Search:
                     continue
                 in_flight[number] = overrides
                 if in_process:
-                    done.put((number, _returned(lambda n=number, o=overrides: self.launch(n, o))))
+                    self._launch_into(done, number, overrides)
                 else:
-                    args = (number, overrides, done)
-                    threading.Thread(target=self._launch_in_thread, args=args, daemon=True).start()
+                    args = (done, number, overrides)
+                    threading.Thread(target=self._launch_into, args=args, daemon=True).start()
             if not in_flight:
                 break
             number, result = _next(done)
@@ -355,8 +355,12 @@ class Search:
         self.finish()
         return self.returns
 
-    def _launch_in_thread(self, number: int, overrides: list[str], done: queue.Queue) -> None:
-        done.put((number, _returned(lambda: self.launch(number, overrides))))
+    def _launch_into(self, done: queue.Queue, number: int, overrides: list[str]) -> None:
+        """Launch one trial's job; its JobReturn, or what it raised, goes to `done` (the main thread)."""
+        try:
+            done.put((number, self.launch(number, overrides)))
+        except BaseException as exc:  # the main thread re-raises an exit or an interrupt
+            done.put((number, exc))
 
     def _refused(self, number: int, overrides: list[str], problem: str) -> None:
         run_dir = self.run_dir(number, overrides)
@@ -370,10 +374,7 @@ class Search:
         counts = self.counts()
         results: dict[str, Any] = {"name": self.settings.study_name, "storage": self.url}
         results["trials"] = {k: v for k, v in counts.items() if v}
-        try:
-            best = self.study.best_trial
-        except ValueError:
-            best = None
+        best = next(iter(self.study.best_trials), None)
         if best is not None:
             names = self.space.names()
             results["best_trial"] = best.number
@@ -387,13 +388,6 @@ class Search:
             f"best {self.objective}={best.value:.4g} (trial {best.number})" if best else "no trial completed"
         )
         print(f"optuna: {shown}; results in {self.sweep_dir / RESULTS}", flush=True)
-
-
-def _returned(call: Any) -> JobReturn | BaseException:
-    try:
-        return call()
-    except BaseException as exc:  # handed to the main thread, which re-raises an exit or interrupt
-        return exc
 
 
 def _next(done: queue.Queue) -> tuple[int, Any]:

@@ -129,6 +129,11 @@ def trial_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     return [TrialReport(ref)] if ref is not None and cfg.get("optimized_metric") else []
 
 
+def pruned_after(epoch: int) -> str:
+    """How a pruned job is described: the epochs it trained (`epoch` counts from 0, as Lightning's)."""
+    return f"pruned after {epoch + 1} epoch{'s' * (epoch != 0)}"
+
+
 def pruned_record() -> dict[str, Any]:
     """The epoch and value this process's current job was pruned at; empty when it was not."""
     return dict(_pruned)
@@ -193,7 +198,7 @@ class TrialReport(pl.Callback):
             storage.set_trial_user_attr(self._trial_id, "pruned_at_epoch", epoch)
             trainer.should_stop = True
             print(
-                f"optuna: trial {self.ref.number} pruned after epoch {epoch}: "
+                f"optuna: trial {self.ref.number} {pruned_after(epoch)}: "
                 f"{self.ref.monitor}={float(value):.4g} is not promising",
                 file=sys.stderr,
                 flush=True,

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from lightsuite.errors import RunInterrupted, UserExit, log_to_job_files
 from lightsuite.io import STATUS_FILE, SUMMARY, replacing, write_json
 from lightsuite.launch.ddp import SWEEP_RANK, in_multirun, release_launch
-from lightsuite.launch.optuna_trial import forget_pruning, pruned_record
+from lightsuite.launch.optuna_trial import forget_pruning, pruned_after, pruned_record
 
 _failure: dict[str, str] = {}
 
@@ -135,7 +135,7 @@ class RunReport(Callback):
         shown = "  ".join(f"{k}={metrics[k]:.4g}" for k in dict.fromkeys(keys))
         outcome = f"failed: {error}" if error else "" if shown else status
         if status == "pruned":
-            outcome = f"pruned after epoch {pruned['epoch']}"
+            outcome = pruned_after(pruned["epoch"])
         line = "  ".join(part for part in (f"run dir: {run_dir}", shown, outcome) if part)
         print(line, file=sys.stderr if error else sys.stdout)
         if hydra_cfg.mode.name != "MULTIRUN":

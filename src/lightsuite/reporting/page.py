@@ -15,8 +15,8 @@ from pathlib import Path
 
 from lightsuite.errors import ConfigError
 from lightsuite.io import RUN_FILE
-from lightsuite.reporting import plots, tables
-from lightsuite.reporting.runs import DONE, FAILED, REPORT_DIR, UNFINISHED, Job, find_jobs
+from lightsuite.reporting import plots, study, tables
+from lightsuite.reporting.runs import DONE, FAILED, PRUNED, REPORT_DIR, UNFINISHED, Job, find_jobs
 
 
 @dataclass
@@ -34,6 +34,8 @@ class Report:
     groups: list[tables.Setting]
     figures: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # the Optuna studies the sweeps' summaries name, read back from their storage
+    studies: list[study.StudyReport] = field(default_factory=list)
 
 
 def make_report(dirs: Sequence[str], metrics: Sequence[str] | None = None) -> Report:
@@ -83,12 +85,14 @@ def make_report(dirs: Sequence[str], metrics: Sequence[str] | None = None) -> Re
     for metric in chosen:
         fig = plots.curves_figure(groups, metric)
         if fig is not None:
-            report.figures[f"curves_{_slug(metric)}.png"] = (f"{metric} during training", plots.png(fig))
+            name = f"curves_{tables.slug(metric)}.png"
+            report.figures[name] = (f"{metric} during training", plots.png(fig))
     for key in plots.numeric_keys(jobs, keys):
         shown = list(dict.fromkeys([*([optimized] if optimized in logged else []), *chosen]))
         fig = plots.hparam_figure(jobs, key, keys, shown)
         if fig is not None:
-            report.figures[f"hparam_{_slug(key)}.png"] = (f"final metrics vs {key}", plots.png(fig))
+            report.figures[f"hparam_{tables.slug(key)}.png"] = (f"final metrics vs {key}", plots.png(fig))
+    report.studies = study.find_studies(dirs, jobs, report.notes)
     return report
 
 
@@ -147,7 +151,10 @@ def _replaceable(folder: Path) -> bool:
     return not names or ("index.html" in names and all(_REPORT_FILE.fullmatch(n) for n in names))
 
 
-_REPORT_FILE = re.compile(r"index\.html|(jobs|settings)\.(md|csv)|(curves|hparam)_\w+\.png")
+_REPORT_FILE = re.compile(
+    r"index\.html|(jobs|settings)\.(md|csv)|trials(_\w+)?\.(md|csv)|(curves|hparam)_\w+\.png"
+    r"|optuna_(history|importances)(_\w+)?\.png"
+)
 
 
 def default_output(dirs: Sequence[str]) -> Path:
@@ -168,6 +175,10 @@ def _files(report: Report) -> dict[str, str | bytes]:
         files["settings.md"] = tables.markdown(*tables.setting_table(report.groups, report.columns))
         files["settings.csv"] = tables.setting_csv(report.groups, report.columns)
     files.update({name: data for name, (_, data) in report.figures.items()})
+    for found in report.studies:
+        files[f"trials{found.suffix}.md"] = tables.markdown(*study.trial_table(found))
+        files[f"trials{found.suffix}.csv"] = study.trial_csv(found)
+        files.update({name: data for name, (_, data) in found.figures.items()})
     files["index.html"] = page(report)
     return files
 
@@ -175,7 +186,7 @@ def _files(report: Report) -> dict[str, str | bytes]:
 def page(report: Report) -> str:
     """`index.html`: one self-contained page (inline styles, images as data URIs), no network needed."""
     esc = html.escape
-    counts = {s: sum(j.status == s for j in report.jobs) for s in (DONE, FAILED, UNFINISHED)}
+    counts = {s: sum(j.status == s for j in report.jobs) for s in (DONE, PRUNED, FAILED, UNFINISHED)}
     summary = f"{len(report.jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     if report.best is not None:
         value = tables.fmt(report.best.metric(report.optimized))
@@ -189,7 +200,7 @@ def page(report: Report) -> str:
         f"<p id=summary>{summary}.</p>",
         *(f"<p class=note>{esc(n)}</p>" for n in report.notes),
         "<h2>Jobs</h2>",
-        _html_table("jobs", *job_rows(report), report.jobs),
+        _html_table("jobs", *job_rows(report), [_row_class(job, report.best) for job in report.jobs]),
         "<p class=meta>Final metrics from <code>metrics.json</code>; for a job that did not finish, the "
         "last logged value. Also as <a href=jobs.md>markdown</a> and <a href=jobs.csv>CSV</a> "
         "(every metric).</p>",
@@ -201,16 +212,13 @@ def page(report: Report) -> str:
             "<p class=meta>Over finished jobs; also as <a href=settings.md>markdown</a> and "
             "<a href=settings.csv>CSV</a>.</p>",
         ]
+    for found in report.studies:
+        parts += _study_section(found)
     for section, prefix in (("Training curves", "curves_"), ("Final metrics vs hyperparameters", "hparam_")):
         figures = [(n, c, d) for n, (c, d) in report.figures.items() if n.startswith(prefix)]
         if figures:
             parts.append(f"<h2>{section}</h2>")
-        for name, caption, data in figures:
-            src = "data:image/png;base64," + base64.b64encode(data).decode()
-            parts.append(
-                f'<figure><img src="{src}" alt="{esc(caption)}"><figcaption>{esc(caption)} '
-                f"(<a href={name}>{name}</a>)</figcaption></figure>"
-            )
+        parts += [_figure(name, caption, data) for name, caption, data in figures]
     body = "\n".join(parts)
     head = f"<meta charset=utf-8><title>lightsuite report</title>\n<style>{CSS}</style>"
     return f"<!doctype html>\n<html lang=en><head>{head}</head>\n<body>\n{body}\n</body></html>\n"
@@ -223,7 +231,8 @@ th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left }
 th { background: #f2f2f2 }
 tr.best { background: #fff4c2; font-weight: 600 }
 tr.failed td { color: #a00 }
-tr.unfinished td { color: #777 }
+tr.unfinished td, tr.running td, tr.waiting td { color: #777 }
+tr.pruned td { color: #6a4c93 }
 figure { margin: 1.5em 0 }
 img { max-width: 100%; border: 1px solid #eee }
 .meta, figcaption { color: #666; font-size: 90% }
@@ -231,13 +240,41 @@ img { max-width: 100%; border: 1px solid #eee }
 """
 
 
-def _html_table(table_id: str, header: list[str], rows: list[list[str]], jobs: Sequence[Job] = ()) -> str:
+def _study_section(found: study.StudyReport) -> list[str]:
+    """An Optuna study: what it holds, its trials table and Optuna's figures of it."""
+    esc = html.escape
+    best = ["best" if t is found.best else t.state for t in found.trials]
+    return [
+        f"<h2>Optuna study <code>{esc(found.name)}</code></h2>",
+        f"<p class=study>{esc(study.summary_line(found))}.</p>",
+        _html_table(f"trials{found.suffix}", *study.trial_table(found), best),
+        f"<p class=meta>Read from <code>{esc(found.storage)}</code>. A pruned trial's objective is the "
+        f"last value it reported. Also as <a href=trials{found.suffix}.md>markdown</a> and "
+        f"<a href=trials{found.suffix}.csv>CSV</a>.</p>",
+        *(_figure(name, caption, data) for name, (caption, data) in found.figures.items()),
+    ]
+
+
+def _row_class(job: Job, best: Job | None) -> str:
+    return "best" if job is best else job.status
+
+
+def _figure(name: str, caption: str, data: bytes) -> str:
+    esc = html.escape
+    src = "data:image/png;base64," + base64.b64encode(data).decode()
+    return (
+        f'<figure><img src="{src}" alt="{esc(caption)}"><figcaption>{esc(caption)} '
+        f"(<a href={name}>{name}</a>)</figcaption></figure>"
+    )
+
+
+def _html_table(table_id: str, header: list[str], rows: list[list[str]], classes: Sequence[str] = ()) -> str:
+    """A table; `classes` gives each row its class (a job's status, `best`), none by default."""
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = []
     for i, row in enumerate(rows):
-        job = jobs[i] if jobs else None
-        cls = "" if job is None else ("best" if "★" in row else job.status)
+        cls = classes[i] if classes else ""
         body.append(f"<tr class='{cls}'>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
     return f"<table id={table_id}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -256,7 +293,3 @@ def _optimized_metric(jobs: Sequence[Job]) -> str | None:
 
 def _repeated(report: Report) -> bool:
     return any(len(group.jobs) > 1 for group in report.groups)
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name).strip("_")

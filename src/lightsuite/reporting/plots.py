@@ -64,7 +64,7 @@ def curves_figure(groups: Sequence[Setting], metric: str) -> Figure | None:
     """`metric` over training, one colour per setting: each job thin, the mean over seeds bold with a band.
 
     The band is the mean ± one sample standard deviation over the seeds that logged that point;
-    unfinished and failed jobs are dashed. Returns None when no job logged `metric`.
+    unfinished, pruned and failed jobs are dashed. Returns None when no job logged `metric`.
     """
     jobs = [job for group in groups for job in group.jobs if job.history.get(metric)]
     if not jobs:
@@ -222,7 +222,7 @@ def _xy(points: Sequence[Point], epochs: bool) -> tuple[list[float], list[float]
 
 
 def _status_note(job: Job) -> str:
-    return "" if job.status == DONE else f" ({job.status})"
+    return "" if job.status == DONE else f" ({job.status_text})"
 
 
 def _number(text: str | None) -> float | None:

@@ -2,8 +2,9 @@
 
 A run dir is what one `lightsuite-train` job leaves: `.hydra/` (config and overrides, written
 before the job starts), `config.yaml` (resolved), `csv/metrics.csv` (the CSV logger's history),
-`metrics.json` (only when the job finished), `<job name>.log` (Hydra's log file, which holds
-the error of a failed job) and, for a job of a multirun, `job_status.json` (the sweep's verdict).
+`metrics.json` (only when the job finished, or was pruned by an Optuna search: then it holds the
+fit's metrics so far), `<job name>.log` (Hydra's log file, which holds the error of a failed job)
+and, for a job of a multirun, `job_status.json` (the sweep's verdict: completed, failed, pruned).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from lightsuite.io import RUN_FILE, STATUS_FILE
 
 REPORT_DIR = "report"
 DONE, FAILED, UNFINISHED = "done", "failed", "unfinished"
+# stopped early by an Optuna search's pruner: its metrics are those of an unfinished fit, never the best
+PRUNED = "pruned"
 # a Hydra log record starts with its timestamp: `[2026-11-27 15:30:00,123][name][LEVEL] - message`
 _RECORD = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+\]\[[^\]]*\]\[(\w+)\] - ?(.*)$")
 
@@ -56,6 +59,16 @@ class Job:
     history: dict[str, list[Point]] = field(default_factory=dict)
     # `run.json`: the task's class and its `report_metrics` (absent in run dirs older than it)
     run: dict[str, Any] = field(default_factory=dict)
+    # a pruned job: the epoch its pruner stopped it after, counted from 0 like Lightning (None: unknown)
+    pruned_at: int | None = None
+
+    @property
+    def status_text(self) -> str:
+        """The status as the tables show it: `pruned after 3 epochs` for a pruned job, else the status."""
+        if self.status == PRUNED and self.pruned_at is not None:
+            epochs = self.pruned_at + 1
+            return f"{PRUNED} after {epochs} epoch{'s' if epochs != 1 else ''}"
+        return self.status
 
     def value(self, key: str) -> str | None:
         """This job's value of an override key: its own override, else its config or group choice."""
@@ -152,9 +165,13 @@ def load_job(path: Path, name: str) -> Job:
         final = None
     error = last_error(path)
     status = DONE if final is not None else FAILED if error else UNFINISHED
-    failure = sweep_failure(_read_json(path / STATUS_FILE), final, config.get("optimized_metric"))
+    record = read_json(path / STATUS_FILE)
+    failure = sweep_failure(record, final, config.get("optimized_metric"))
+    pruned_at = None
     if status == DONE and failure is not None:
         status, error = FAILED, failure
+    elif status == DONE and pruned_by_sweep(record, final, config.get("optimized_metric")):
+        status, pruned_at = PRUNED, _epoch(record.get("pruned_at_epoch"))
     return Job(
         path=path,
         name=name,
@@ -166,7 +183,8 @@ def load_job(path: Path, name: str) -> Job:
         error=error if status != DONE else None,
         final=final or {},
         history=history,
-        run=_read_json(path / RUN_FILE) or {},
+        run=read_json(path / RUN_FILE) or {},
+        pruned_at=pruned_at,
     )
 
 
@@ -177,13 +195,29 @@ def sweep_failure(record: Any, final: dict[str, float] | None, objective: str | 
     counts only if it belongs to this `metrics.json`: it holds the same objective (none, for a
     non-finite or missing one), so a later run into the same dir is not failed by an old record.
     """
-    if not isinstance(record, dict) or record.get("status") != "failed" or final is None:
+    if not _verdict_of(record, "failed", final, objective):
         return None
+    return str(record.get("error") or "failed")
+
+
+def pruned_by_sweep(record: Any, final: dict[str, float] | None, objective: str | None) -> bool:
+    """Whether an Optuna search pruned the job that wrote this `metrics.json` (the fit's metrics so far).
+
+    The same check of ownership as `sweep_failure`: a record left by an earlier pruned run into the
+    dir does not make a later finished run pruned.
+    """
+    return _verdict_of(record, "pruned", final, objective)
+
+
+def _verdict_of(record: Any, status: str, final: dict[str, float] | None, objective: str | None) -> bool:
+    """The record says `status` and holds the objective of this `metrics.json` (none for a non-finite one)."""
+    if not isinstance(record, dict) or record.get("status") != status or final is None:
+        return False
     recorded, written = record.get("objective"), final.get(objective) if objective else None
     if written is not None and not math.isfinite(written):
         written = None
     same = recorded is None if written is None else _is_number(recorded) and math.isclose(recorded, written)
-    return str(record.get("error") or "failed") if same else None
+    return same
 
 
 def parse_overrides(lines: list[str]) -> dict[str, str]:
@@ -276,7 +310,8 @@ def last_error(path: Path) -> str | None:
     return None
 
 
-def _read_json(file: Path) -> Any:
+def read_json(file: Path) -> Any:
+    """A JSON file's content; None when it is absent or unreadable (a writer may be replacing it)."""
     try:
         return json.loads(file.read_text()) if file.is_file() else None
     except (OSError, json.JSONDecodeError):
@@ -303,6 +338,10 @@ def _text(value: Any) -> str:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _epoch(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _int(raw: str | None) -> int | None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lightsuite.reporting.runs import DONE, Job
+from lightsuite.reporting.runs import DONE, PRUNED, Job
 
 SEED = "seed"
 
@@ -101,7 +101,7 @@ def direction(job: Job, metric: str) -> str | None:
 
 
 def best_job(jobs: Sequence[Job], metric: str | None) -> tuple[Job | None, str | None]:
-    """The finished job with the best final `metric`, and the direction used."""
+    """The finished job with the best final `metric`, and the direction used (a pruned job never is)."""
     if not metric:
         return None, None
     candidates = [j for j in jobs if j.status == DONE and _finite(j.metric(metric))]
@@ -128,8 +128,23 @@ def job_table(
         finals = [fmt(job.metric(m)) for m in metrics]
         mark = "★" if job is best else ""
         error = [job.error or ""] if errors else []
-        rows.append([job.name, *[job.value(k) or "—" for k in keys], job.status, *finals, mark, *error])
+        values = [short(job.value(k)) for k in keys]
+        rows.append([job.name, *values, job.status_text, *finals, mark, *error])
     return header, rows
+
+
+def short(text: str | None) -> str:
+    """A swept value for a table: as written, but a long number (a sampler's 0.07965261308120507) to 4 digits.
+
+    The CSV keeps every value whole.
+    """
+    if not text:
+        return "—"
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return fmt(value) if len(text) > 8 and math.isfinite(value) else text
 
 
 def setting_table(groups: Sequence[Setting], metrics: Sequence[str]) -> tuple[list[str], list[list[str]]]:
@@ -161,6 +176,11 @@ def fmt(value: float | None) -> str:
     return f"{value:.4g}"
 
 
+def slug(name: str) -> str:
+    """A name as part of a file name: `val/acc` -> `val_acc`."""
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_")
+
+
 def markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A GitHub-flavoured markdown table (pipes in cells escaped)."""
 
@@ -171,19 +191,26 @@ def markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def job_csv(jobs: Sequence[Job], keys: Sequence[str], best: Job | None) -> str:
-    """Every job with every final metric it has, numbers at full precision (for plotting elsewhere)."""
+    """Every job with every final metric it has, numbers at full precision (for plotting elsewhere).
+
+    When a job was pruned, `pruned_after_epochs` says after how many epochs (empty for the others).
+    """
     metrics = sorted(set().union(*(set(j.final) for j in jobs)) | _partial_metrics(jobs))
+    pruned = any(job.status == PRUNED for job in jobs)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["job", "path", *keys, "status", "best", "error", *metrics])
+    pruned_column = ["pruned_after_epochs"] if pruned else []
+    writer.writerow(["job", "path", *keys, "status", *pruned_column, "best", "error", *metrics])
     for job in jobs:
         values = [job.metric(m) for m in metrics]
+        epochs = [str(job.pruned_at + 1) if job.pruned_at is not None else ""] if pruned else []
         writer.writerow(
             [
                 job.name,
                 str(job.path),
                 *[job.value(k) or "" for k in keys],
                 job.status,
+                *epochs,
                 str(job is best).lower(),
                 job.error or "",
                 *["" if v is None else repr(v) for v in values],
