@@ -19,6 +19,9 @@ from lightsuite.config.resolvers import register_resolvers
 # as the entry points do when imported: configs composed here resolve the same
 register_resolvers()
 
+# the in-process multirun fixture (`multirun`) for the sweep tests
+pytest_plugins = ["sweep_files"]
+
 # quiet, fast runs: no redraws, no model summary, one thread per rank
 FAST = ["callbacks.rich_progress_bar=null", "callbacks.rich_model_summary=null"]
 # one epoch of two training batches, one validation and one test batch, no sanity check

@@ -252,3 +252,48 @@ def optuna_sweep(root: Path, trials: list[PlannedTrial], name: str = "search") -
             study.tell(trial, state=TrialState.PRUNED if plan.state == "pruned" else TrialState.FAIL)
     write_summary(sweep, "val/acc_best", "maximize", study={"name": name, "storage": str(journal)})
     return sweep
+
+
+# the user's own presets the sweep tests compose (hparams_search=flaky, hopeless, odd_objectives)
+USER_CONF = Path(__file__).parent / "launch" / "user_conf"
+
+
+@pytest.fixture
+def multirun(tmp_path, monkeypatch):
+    """`multirun(*args)`: `lightsuite-train args...` run by Hydra in this process, under tmp_path.
+
+    The default paths (`LIGHTSUITE_ROOT`, so the default sweep dir is tmp_path/outputs/multirun/...);
+    returns the warnings raised meanwhile. Hydra's logging, its global config and the job's
+    HydraConfig are put back afterwards, so later tests see no multirun.
+    """
+    import sys
+    import warnings
+
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from lightsuite import train as train_module
+
+    monkeypatch.setenv("LIGHTSUITE_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    SummarySnapshots.seen.clear()
+
+    def run(*args: str) -> list[warnings.WarningMessage]:
+        monkeypatch.setattr(sys, "argv", ["lightsuite-train", f"--config-dir={USER_CONF}", *args])
+        GlobalHydra.instance().clear()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train_module.main()
+        return caught
+
+    yield run
+    GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -280,15 +280,20 @@ def test_optuna_trials_run_two_at_once_on_the_cluster_and_are_pruned_there(clust
     assert statuses[:2] == ["completed"] * 2 and "pruned" in statuses[2:], summary
     # one submission per trial, two of them running at the same time
     assert len(re.findall(r"^slurm: submitted 1 job\(s\) as array", out, re.M)) == 4
-    spans = [
-        (
-            (sweep / str(n) / "config.yaml").stat().st_mtime,
-            (sweep / str(n) / "job_status.json").stat().st_mtime,
-        )
-        for n in range(4)
-    ]
+    # SLURM's own record of when each job ran (kept for MinJobAge after it ends)
+    spans = [_ran(p.name) for p in sorted((sweep / ".submitit").iterdir()) if p.name.isdigit()]
+    assert len(spans) == 4
     assert any(a0 < b1 and a1 < b0 for i, (a0, b0) in enumerate(spans) for a1, b1 in spans[i + 1 :]), spans
     # the pruned job said so in its own SLURM log, on the node
     pruned = next(job for job in summary["jobs"] if job["status"] == "pruned")
     logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*_0_log.err"))
     assert f"optuna: trial {pruned['job']} pruned after {pruned['pruned_at_epoch'] + 1} epochs" in logs
+
+
+def _ran(job_id: str) -> tuple[str, str]:
+    """A finished job's StartTime and EndTime, as `scontrol show job` gives them (ISO, to the second)."""
+    shown = subprocess.run(
+        ["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True, timeout=30
+    )
+    fields = dict(item.split("=", 1) for item in shown.stdout.split() if "=" in item)
+    return fields["StartTime"], fields["EndTime"]

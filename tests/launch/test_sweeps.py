@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import math
 import os
-import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -17,12 +14,10 @@ import yaml
 from conftest import FAST, ONE_TINY_EPOCH, run_cli
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 from sweep_files import SummarySnapshots
 
 from lightsuite import CONFIG_DIR
-from lightsuite import train as train_module
 from lightsuite.reporting.runs import DONE, FAILED, find_jobs
 from lightsuite.reporting.tables import best_job
 
@@ -168,39 +163,6 @@ def test_summary_ranks_completed_jobs_in_the_objectives_direction(tmp_path, dire
     assert (summary["completed"], summary["failed"]) == (3, 2)
     rows = list(csv.DictReader((tmp_path / "sweep_summary.csv").open()))
     assert [row["overrides"] for row in rows] == [f"seed={n}" for n in range(5)]
-
-
-@pytest.fixture
-def multirun(tmp_path, monkeypatch):
-    """`multirun(*args)`: `lightsuite-train args...` run by Hydra in this process, under tmp_path.
-
-    The default paths (`LIGHTSUITE_ROOT`, so the default sweep dir is tmp_path/outputs/multirun/...);
-    returns the warnings raised meanwhile. Hydra's logging, its global config and the job's
-    HydraConfig are put back afterwards, so later tests see no multirun.
-    """
-    monkeypatch.setenv("LIGHTSUITE_ROOT", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    SummarySnapshots.seen.clear()
-
-    def run(*args: str) -> list[warnings.WarningMessage]:
-        monkeypatch.setattr(sys, "argv", ["lightsuite-train", f"--config-dir={HERE / 'user_conf'}", *args])
-        GlobalHydra.instance().clear()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            train_module.main()
-        return caught
-
-    yield run
-    GlobalHydra.instance().clear()
-    HydraConfig.instance().cfg = None
-    for handler in root.handlers[:]:
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _the_sweep_dir(tmp_path: Path) -> Path:
