@@ -150,3 +150,34 @@ def test_two_ranks_of_64_match_one_of_128_and_evaluate_exactly(make_cfg, tmp_pat
     (val,) = trainer.validate(task, datamodule=datamodule, ckpt_path=str(last), verbose=False)
     for key in ("val/acc", "val/loss"):
         assert val[key] == pytest.approx(ddp_metrics[key], rel=1e-6), key
+
+
+@pytest.mark.slow
+def test_a_pruned_two_rank_trial_stops_on_both_ranks_and_the_search_goes_on(tmp_path):
+    """Rank 0 decides; the decision is broadcast, so both ranks leave the fit at the same epoch and
+    skip the test stage together (a rank that trained on would wait in an all-reduce forever)."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "lightsuite.train",
+        f"--config-dir={HERE / 'user_conf'}",
+        "hparams_search=hopeless",
+        *FAST,
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=4",
+        "trainer.limit_train_batches=4",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=1",
+        "+trainer.num_sanity_val_steps=0",
+        "callbacks.early_stopping=null",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        env=ENV,
+        timeout=400,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    statuses = [job["status"] for job in summary["jobs"]]
+    assert statuses[:2] == ["completed"] * 2 and "pruned" in statuses[2:], summary
+    for job in summary["jobs"]:
+        metrics = json.loads((Path(job["run_dir"]) / "metrics.json").read_text())
+        assert ("test/acc" in metrics) == (job["status"] == "completed"), (job, metrics)

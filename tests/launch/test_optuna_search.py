@@ -133,7 +133,10 @@ def test_conditional_parameters_exist_only_for_their_choice():
         parse_space({"a": "interval(0, 1)"}, {"a": {"x": {"b": "interval(0, 1)"}}})
 
 
-@pytest.mark.parametrize("value", [0.1, 1e-06, 0.012345678901234567, 3, True, None, "sgd", "it's odd"])
+@pytest.mark.parametrize(
+    "value",
+    [0.1, 1e-06, 0.012345678901234567, 3, True, None, "sgd", "it's odd", "2024_12", "1e5", "true", "null"],
+)
 def test_a_sampled_value_is_spelled_so_hydra_reads_it_back(value):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -334,8 +337,8 @@ def test_failed_trials_are_told_failed_and_too_many_end_the_search_with_one_line
     assert [t.state for t in study.trials] == [TrialState.FAIL] * 4
     assert "train/loss became" in study.trials[0].user_attrs["error"]
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "error: 4 of 4 finished trials failed, more than hydra.sweeper.max_failure_rate=0.5: the search "
-        f"stops; each failure's reason is in {sweep / 'sweep_summary.json'}"
+        "error: 4 of the 4 trials this search finished failed, more than hydra.sweeper.max_failure_rate=0.5: "
+        f"the search stops; each failure's reason is in {sweep / 'sweep_summary.json'}"
     )
     assert _statuses(sweep) == ["failed"] * 4
 
@@ -392,3 +395,12 @@ def test_a_search_with_nothing_to_search_is_refused(multirun, capsys):
         multirun("-m", "hydra/sweeper=optuna")
     assert exit.value.code == 1
     assert capsys.readouterr().err.strip().startswith("error: an Optuna search with nothing to search")
+
+
+@pytest.mark.parametrize(
+    ("failed", "finished", "stops"), [(3, 3, False), (2, 4, False), (3, 4, True), (4, 4, True)]
+)
+def test_the_failure_rate_is_judged_from_the_fourth_finished_trial(failed, finished, stops):
+    from lightsuite.launch.optuna_study import failure_verdict
+
+    assert failure_verdict(failed, finished, 0.5) is stops

@@ -84,7 +84,7 @@ def single_job_command_line() -> Iterator[None]:
     hydra_cfg = HydraConfig.get()
     argv, run_dir = sys.argv, hydra_cfg.run.dir
     # hydra.mode=RUN: a preset such as hparams_search sets MULTIRUN, which would start a sweep per rank
-    sys.argv = [argv[0], *hydra_cfg.overrides.task, "hydra.mode=RUN"]
+    sys.argv = [argv[0], *config_options(argv), *hydra_cfg.overrides.task, "hydra.mode=RUN"]
     with read_write(hydra_cfg):
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
     try:
@@ -93,6 +93,22 @@ def single_job_command_line() -> Iterator[None]:
         sys.argv = argv
         with read_write(hydra_cfg):
             hydra_cfg.run.dir = run_dir
+
+
+# Hydra's options that say where the config is (a user's own --config-dir): the ranks need them too
+_CONFIG_OPTIONS = ("--config-dir", "--config-path", "--config-name", "-cd", "-cp", "-cn")
+
+
+def config_options(argv: list[str]) -> list[str]:
+    """The command line's config-location options (`--config-dir=D`, `-cd D`, ...), as given."""
+    kept, words = [], iter(argv[1:])
+    for word in words:
+        name = word.split("=", 1)[0]
+        if name in _CONFIG_OPTIONS:
+            kept.append(word)
+            if "=" not in word:
+                kept.append(next(words, ""))
+    return kept
 
 
 def release_launch() -> None:

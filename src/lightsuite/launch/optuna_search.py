@@ -19,8 +19,8 @@ dir), so:
 from __future__ import annotations
 
 import contextlib
-import math
 import queue
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -30,13 +30,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightsuite.errors import ConfigError, LightsuiteError, exit_on_user_error, user_error
 from lightsuite.io import write_text
+from lightsuite.launch.optuna_jobs import settled_record, still_running
 from lightsuite.launch.optuna_settings import read_settings
 from lightsuite.launch.optuna_space import SearchSpace, parse_space, spell
-from lightsuite.launch.optuna_trial import make_pruner, open_storage, pruned_after, storage_url
-from lightsuite.launch.sweeps import job_error, read_job_status, record_job_status, write_summary
+from lightsuite.launch.optuna_study import enqueue, failure_verdict, open_study
+from lightsuite.launch.optuna_trial import pruned_after, storage_url
+from lightsuite.launch.sweeps import read_job_status, record_job_status, write_summary
 
-# the failure rate is judged from this many finished trials on: one early divergence is no verdict
-JUDGED_FROM = 4
 RESULTS = "optimization_results.yaml"
 
 
@@ -61,11 +61,17 @@ class Search:
         self.objective = self.config.get("optimized_metric")
         self.config_name = self.config.hydra.job.config_name
         self.returns: list[JobReturn] = []
+        self.finished: list[str] = []  # how each trial this run settled ended
         self.failed_to_end: str | None = None
         if not self.space.params:
             raise ConfigError(
                 "an Optuna search with nothing to search: give hydra.sweeper.params (or a preset: "
                 "hparams_search=digits_resnet) or a sweep value, e.g. 'task.optimizer.lr=interval(0.01, 0.5)'"
+            )
+        if self.config.get("dry_run"):
+            raise ConfigError(
+                "dry_run=true checks one run and trains nothing, so an Optuna search would have nothing to "
+                "optimize: drop dry_run (the search checks its space before its first trial)"
             )
         if not self.objective:
             raise ConfigError(
@@ -74,88 +80,8 @@ class Search:
 
     # -- the study ------------------------------------------------------------------------------
     def open_study(self) -> Any:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = open_storage(self.url)
-        try:
-            held = storage.get_all_trials(storage.get_study_id_from_name(self.settings.study_name))
-        except KeyError:
-            held = []
-        study = optuna.create_study(
-            storage=storage,
-            study_name=self.settings.study_name,
-            sampler=self._sampler(len(held)),
-            pruner=make_pruner(self.settings.pruner),
-            direction=self.settings.direction,
-            load_if_exists=True,
-        )
-        self.storage, self.study = storage, study
-        if held:
-            self._check_same_search(study)
-        else:
-            study.set_user_attr("fixed_overrides", self.space.fixed)
-            study.set_user_attr("objective", self.objective)
-        return study
-
-    def _sampler(self, held: int) -> Any:
-        """The configured sampler; a resumed study's is seeded past the trials it holds, so it does
-        not draw the first trials' values again."""
-        from hydra.utils import instantiate
-
-        spec = dict(self.settings.sampler or {"_target_": "optuna.samplers.TPESampler"})
-        if held and spec.get("seed") is not None:
-            spec["seed"] = int(spec["seed"]) + held
-        try:
-            return instantiate(spec)
-        except Exception as exc:
-            said = " ".join(str(exc).split(", set env var HYDRA_FULL_ERROR")[0].split())[:300]
-            raise ConfigError(
-                f"hydra.sweeper.sampler: {said}; check its _target_ and arguments "
-                "(optuna.samplers.TPESampler, RandomSampler, GPSampler, ...)"
-            ) from None
-
-    def _check_same_search(self, study: Any) -> None:
-        """A study is continued only by the search that made it: same direction, objective, overrides."""
-        name = self.settings.study_name
-        if study.direction.name.lower() != self.settings.direction:
-            raise ConfigError(
-                f"study {name} in {self.url} is a {study.direction.name.lower()} study, and this search "
-                f"asks to {self.settings.direction}: use another hydra.sweeper.study_name or storage"
-            )
-        attrs = study.user_attrs
-        before, now = attrs.get("fixed_overrides"), self.space.fixed
-        if before is not None and sorted(before) != sorted(now):
-            raise ConfigError(
-                f"study {name} in {self.url} was run with the overrides [{' '.join(before)}], this "
-                f"command has [{' '.join(now)}]: give the same overrides to continue it, or a new "
-                "hydra.sweeper.study_name (or hydra.sweep.dir) to start another"
-            )
-        if attrs.get("objective") not in (None, self.objective):
-            raise ConfigError(
-                f"study {name} in {self.url} optimizes {attrs['objective']}, this search "
-                f"{self.objective}: use another hydra.sweeper.study_name"
-            )
-
-    def enqueue(self) -> None:
-        """The fixed trials (a baseline) to run first, once per study."""
-        names = {key: name for name, key in self.space.names().items() if "[" not in name}
-        for number, entry in enumerate(self.settings.enqueue):
-            params = {}
-            for key, value in (entry or {}).items():
-                branch = [
-                    f"{key}[{parent}={spell(entry[parent])}]"
-                    for parent in self.space.branches
-                    if parent in entry and f"{key}[{parent}={spell(entry[parent])}]" in self.space.names()
-                ]
-                name = (branch or [names.get(key)])[0]
-                if name is None:
-                    raise ConfigError(
-                        f"hydra.sweeper.enqueue[{number}].{key} is not a searched parameter "
-                        f"({', '.join(sorted(set(self.space.names().values())))})"
-                    )
-                params[name] = value
-            self.study.enqueue_trial(params, skip_if_exists=True)
+        self.storage, self.study = open_study(self.settings, self.space, self.url, self.objective)
+        return self.study
 
     # -- one job ----------------------------------------------------------------------------------
     def run_dir(self, number: int, overrides: list[str]) -> Path:
@@ -184,11 +110,18 @@ class Search:
         except (HydraException, OmegaConfBaseException, LightsuiteError) as exc:
             err = user_error(exc) or exc
             return " ".join(str(err).split("Config search path")[0].split())
+        except Exception as exc:  # a trial that cannot even be built is a failed trial, not a crash
+            return f"{type(exc).__name__}: " + (str(exc).strip().splitlines() or [""])[0]
         return None
 
     def preflight(self) -> None:
         """Every parameter at its ends (each choice, each branch) composed and built: an unknown key
-        or a value the config refuses ends the search before its first trial."""
+        or a value the config refuses ends the search before its first trial. On SLURM, a search
+        over the resources its jobs ask for is refused as a sweep over them is."""
+        if type(self.launcher).__name__ == "SlurmLauncher":
+            from lightsuite.launch.slurm_submit import check_sweep
+
+            check_sweep(self.launcher.params, self.space.probes())
         for probe in self.space.probes():
             problem = self.check(probe)
             if problem is not None:
@@ -201,12 +134,8 @@ class Search:
         from optuna.trial import TrialState
 
         run_dir = self.run_dir(number, overrides)
-        record = read_job_status(run_dir, number)
-        if record is None:
-            error = job_error(ret) or "the job ended without writing its status"
-            record = {"job": number, "overrides": overrides, "status": "failed", "objective": None}
-            record.update(run_dir=str(run_dir), error=error)
         trial = self.storage.get_trial(self._trial_id(number))
+        record = settled_record(run_dir, number, overrides, ret, trial, self.objective)
         names = self.space.names()
         record["trial"] = number
         record["params"] = {names.get(name, name): value for name, value in trial.params.items()}
@@ -214,11 +143,12 @@ class Search:
         objective = record.get("objective")
         if record["status"] == "pruned":
             self.study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
-        elif record["status"] == "completed" and objective is not None and math.isfinite(objective):
+        elif record["status"] == "completed":
             self.study.tell(number, objective, skip_if_finished=True)
         else:
             self.storage.set_trial_user_attr(self._trial_id(number), "error", str(record.get("error")))
             self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+        self.finished.append(record["status"])
         self.write_summary()
         self._progress(number, record)
 
@@ -252,12 +182,12 @@ class Search:
         print(f"optuna: trial {number} {state}; {done} of {self.settings.n_trials} trials{best}", flush=True)
 
     def too_many_failures(self) -> bool:
-        counts = self.counts()
-        done = counts["complete"] + counts["pruned"] + counts["fail"]
-        if done < JUDGED_FROM or counts["fail"] <= self.settings.max_failure_rate * done:
+        """Judged on this run's trials: a study's old failures (a bug since fixed) do not end it."""
+        failed, done = self.finished.count("failed"), len(self.finished)
+        if not failure_verdict(failed, done, self.settings.max_failure_rate):
             return False
         self.failed_to_end = (
-            f"{counts['fail']} of {done} finished trials failed, more than "
+            f"{failed} of the {done} trials this search finished failed, more than "
             f"hydra.sweeper.max_failure_rate={self.settings.max_failure_rate:g}: the search stops; "
             f"each failure's reason is in {self.sweep_dir / 'sweep_summary.json'}"
         )
@@ -271,11 +201,23 @@ class Search:
 
         again = []
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            overrides = list(trial.user_attrs.get("overrides") or [])
-            if read_job_status(self.run_dir(trial.number, overrides), trial.number) is not None:
+            attrs = trial.user_attrs
+            if "overrides" not in attrs:  # killed between asking and launching: it never ran
+                self.study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+                continue
+            overrides = list(attrs["overrides"])
+            running = still_running(attrs.get("job"))
+            if running is not None:
+                raise ConfigError(
+                    f"trial {trial.number} of study {self.settings.study_name} still runs, as {running}: "
+                    "stop it (or let it finish) before running the search again"
+                )
+            ended = read_job_status(self.run_dir(trial.number, overrides), trial.number) is not None
+            if ended or "pruned_at_epoch" in attrs:
                 self.settle(trial.number, overrides, None)
             else:
                 again.append((trial.number, overrides))
+        self.finished.clear()  # what a killed search left is not this run's verdict
         return again
 
     def held(self) -> int:
@@ -304,7 +246,7 @@ class Search:
         OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
         self.preflight()
         self.open_study()
-        self.enqueue()
+        enqueue(self.study, self.settings, self.space)
         self.write_summary()
         again = self.resumed()
         held = self.held()
@@ -345,7 +287,11 @@ class Search:
                     threading.Thread(target=self._launch_into, args=args, daemon=True).start()
             if not in_flight:
                 break
-            number, result = _next(done)
+            try:
+                number, result = _next(done)
+            except KeyboardInterrupt:
+                self._interrupted(in_flight, in_process)
+                raise
             if isinstance(result, (SystemExit, KeyboardInterrupt)):
                 raise result
             if isinstance(result, JobReturn):
@@ -354,6 +300,17 @@ class Search:
             stopping = stopping or self.too_many_failures()
         self.finish()
         return self.returns
+
+    def _interrupted(self, in_flight: dict[int, list[str]], in_process: bool) -> None:
+        """Ctrl-C: which trials were in flight, and that the same command continues the study."""
+        if not in_process:
+            trials = ", ".join(str(n) for n in sorted(in_flight))
+            print(
+                f"optuna: stopped; trial(s) {trials} were running and their jobs go on (squeue, or ps on "
+                f"this machine); once they end, the same command continues study {self.settings.study_name}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _launch_into(self, done: queue.Queue, number: int, overrides: list[str]) -> None:
         """Launch one trial's job; its JobReturn, or what it raised, goes to `done` (the main thread)."""
@@ -364,7 +321,11 @@ class Search:
 
     def _refused(self, number: int, overrides: list[str], problem: str) -> None:
         run_dir = self.run_dir(number, overrides)
-        print(f"error: trial {number} ({' '.join(overrides)}) cannot run: {problem}", flush=True)
+        print(
+            f"error: trial {number} ({' '.join(overrides)}) cannot run: {problem}",
+            file=sys.stderr,
+            flush=True,
+        )
         record = {"job": number, "overrides": overrides, "status": "failed", "objective": None}
         record_job_status(run_dir, {**record, "run_dir": str(run_dir), "error": problem})
         self.settle(number, overrides, None)

@@ -17,7 +17,6 @@ SETTINGS = {
     "_target_", "_recursive_", "direction", "n_trials", "n_jobs", "storage", "study_name", "sampler",
     "pruner", "max_failure_rate", "params", "conditional", "enqueue", "trial",
 }  # fmt: skip
-RESULTS = "optimization_results.yaml"
 
 
 @dataclass

@@ -122,9 +122,15 @@ def spell(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     text = str(value)
-    if text.replace("_", "").replace("-", "").replace(".", "").isalnum():
-        return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    parser = OverridesParser.create()
+    # bare when Hydra reads it back as this string (not `1_000` -> 1000, `true` -> True), else quoted
+    for spelled in (text, "'" + text.replace("'", "\\'") + "'", '"' + text.replace('"', '\\"') + '"'):
+        try:
+            if parser.parse_override(f"k={spelled}").value() == text:
+                return spelled
+        except HydraException:
+            continue
+    raise ConfigError(f"{text!r} cannot be written as a Hydra override value; use a plainer name")
 
 
 def parse_space(

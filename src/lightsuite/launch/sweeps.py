@@ -54,9 +54,9 @@ def keep_sweeping(main: Callable[[DictConfig], float | None]) -> Callable[[DictC
     @functools.wraps(main)
     def job(cfg: DictConfig) -> float | None:
         _fail_job(None)
-        forget_pruning()
         if os.environ.get(SWEEP_RANK):
-            return _extra_rank(main, cfg)
+            return _extra_rank(main, cfg)  # keeps what its rank 0 left it (an Optuna trial's mark)
+        forget_pruning()
         if not in_multirun():
             return main(cfg)
         try:
