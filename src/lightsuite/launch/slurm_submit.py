@@ -300,7 +300,13 @@ def _collect(job: SweepJob, objective: str | None, now: float) -> None:
     try:
         job.result = job.handle.task(0).result()
     except Exception as exc:  # the job failed outside Hydra's job runner
-        outcome = Outcome(error=trace_line(str(exc)))
+        said = trace_line(str(exc))
+        # a cancelled DDP job can leave the error its rank 0 met when a peer vanished (a gloo
+        # "connection reset"): the cause is the cancellation, so that is what the job's record says
+        row = (queue_states([job.slurm_id]) or {}).get(job.slurm_id)
+        if isinstance(row, Row) and row.state.startswith("CANCELLED"):
+            said = f"SLURM job {job.slurm_id} ended CANCELLED without a result ({said})"
+        outcome = Outcome(error=said)
     else:
         outcome = Outcome(status=_job_status(job.result))
     step = advance(job.seen, now, result=outcome, objective=objective)
