@@ -24,6 +24,15 @@ pytest_plugins = ["sweep_files"]
 
 # quiet, fast runs: no redraws, no model summary, one thread per rank
 FAST = ["callbacks.rich_progress_bar=null", "callbacks.rich_model_summary=null"]
+# four epochs of four batches, no early stop: long enough for an Optuna pruner to compare trials
+FEW_EPOCHS = [
+    "trainer.max_epochs=4",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=1",
+    "+trainer.num_sanity_val_steps=0",
+    "callbacks.early_stopping=null",
+]
 # one epoch of two training batches, one validation and one test batch, no sanity check
 ONE_TINY_EPOCH = [
     "trainer.max_epochs=1",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FAST, run_cli
+from conftest import FAST, FEW_EPOCHS, run_cli
 
 from lightsuite.launch.ddp import cpu_count
 from lightsuite.run.build import build, prepare_run
@@ -163,12 +163,7 @@ def test_a_pruned_two_rank_trial_stops_on_both_ranks_and_the_search_goes_on(tmp_
         "hparams_search=hopeless",
         *FAST,
         "trainer=ddp_cpu",
-        "trainer.max_epochs=4",
-        "trainer.limit_train_batches=4",
-        "trainer.limit_val_batches=2",
-        "trainer.limit_test_batches=1",
-        "+trainer.num_sanity_val_steps=0",
-        "callbacks.early_stopping=null",
+        *FEW_EPOCHS,
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
         env=ENV,

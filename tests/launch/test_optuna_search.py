@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import FAST, ONE_TINY_EPOCH, run_cli
+from conftest import FAST, FEW_EPOCHS, ONE_TINY_EPOCH, run_cli
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
@@ -27,15 +27,7 @@ HERE = Path(__file__).parent
 TINY = [*FAST, *ONE_TINY_EPOCH]
 ENV = {"OMP_NUM_THREADS": "1"}
 # a few epochs of a few batches: long enough for the pruner to have something to compare
-EPOCHS = [
-    *FAST,
-    "trainer.max_epochs=4",
-    "trainer.limit_train_batches=4",
-    "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=1",
-    "+trainer.num_sanity_val_steps=0",
-    "callbacks.early_stopping=null",
-]
+EPOCHS = [*FAST, *FEW_EPOCHS]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
