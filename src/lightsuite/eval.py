@@ -3,14 +3,20 @@
 The data, model and task sections come from the run record stored in the checkpoint (the training
 run's resolved config), so a checkpoint is re-tested on exactly what it was trained with; set
 `use_run_config=false` to build them from this command line instead.
+
+Studies of the trained network run after the plain test, each chosen as a config group
+(`lesion=blocks`, `attack=fgsm`): the group's node builds an `EvalStudy`, checked before any work,
+whose metrics join the test's in `metrics.json`.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Protocol
 
 import hydra
+import pytorch_lightning as pl
 from omegaconf import DictConfig, open_dict
 
 from lightsuite import CONFIG_DIR
@@ -26,6 +32,22 @@ from lightsuite.run.loggers import built_loggers
 register_resolvers()
 
 RUN_SECTIONS = ("data", "model", "task")
+
+# the config groups of `eval.yaml` whose nodes build an `EvalStudy`, run in this order after the test
+STUDIES = ("lesion", "attack")
+
+
+class EvalStudy(Protocol):
+    """A study of a tested checkpoint: `check` refuses a task it cannot study before any work starts
+    (one `ConfigError`); calling it runs the study, writes its table and figure into `output_dir` and
+    returns its metrics (`stage/name` keys)."""
+
+    def check(self, task: pl.LightningModule) -> None: ...
+
+    def __call__(
+        self, task: pl.LightningModule, datamodule: pl.LightningDataModule, output_dir: Path
+    ) -> dict[str, float]: ...
+
 
 # the checkpoint's callbacks belong to its training run; testing needs none of them
 warnings.filterwarnings("ignore", ".*callbacks used to create the checkpoint.*")
@@ -43,11 +65,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
                 cfg[key] = trained[key]
     else:
         check_task(record, cfg.task._target_, cfg.ckpt_path)
+    studies: list[EvalStudy] = [build(cfg[key], key) for key in STUDIES if cfg.get(key)]
     datamodule, task = prepare_run(cfg)
+    for study in studies:
+        study.check(task)
     with built_loggers(cfg.get("logger")) as loggers:
         trainer = build(cfg.trainer, "trainer", logger=loggers)
         trainer.test(task, datamodule=datamodule, ckpt_path=str(ckpt_path), weights_only=True)
     metrics = float_metrics(trainer.callback_metrics)
+    for study in studies:
+        # the checkpoint's weights are in `task` now: `trainer.test` loaded them
+        metrics.update(study(task, datamodule, Path(cfg.paths.output_dir)))
     save_metrics(metrics, cfg.paths.output_dir)
     return metrics
 
