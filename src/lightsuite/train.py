@@ -35,6 +35,7 @@ from lightsuite.run.resume import (
     keep_logged_epochs,
     resume_checkpoint,
 )
+from lightsuite.run.transfer import freezing_callbacks
 
 # `conf/` uses them; a job that submitit unpickles elsewhere imports this module too
 register_resolvers()
@@ -73,6 +74,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks.append(RandomStates())
     # a trial of an Optuna search reports each epoch's objective and stops when pruned
     callbacks += trial_callbacks(cfg)
+    # `task.freeze=backbone`: the head trains alone until `task.unfreeze_at_epoch`
+    callbacks += freezing_callbacks(cfg, task)
 
     metrics: dict[str, float] = {}
     with built_loggers(cfg.get("logger")) as loggers:

@@ -2,9 +2,12 @@
 
 from collections import Counter
 
+import pytest
 import torch
 from hydra.utils import instantiate
 from sklearn.datasets import load_digits
+
+from lightsuite.errors import ConfigError, user_error
 
 
 def ready(make_cfg, *overrides: str):
@@ -63,3 +66,54 @@ def test_test_size_sets_the_test_draw(make_cfg):
     assert len(dm.test_set) == 100
     assert len(dm.val_set) == round(0.1 * 1697)
     assert len(dm.train_set) == 1697 - round(0.1 * 1697)
+
+
+def _relabelled(images: torch.Tensor, labels: torch.Tensor, classes: list[int]) -> Counter:
+    """The (image, label) pairs of `classes` among all ten digits, each label its digit's position."""
+    keep = [i for i, y in enumerate(labels.tolist()) if y in classes]
+    return keyed(images[keep], torch.tensor([classes.index(int(labels[i])) for i in keep]))
+
+
+def test_classes_keep_those_digits_labelled_by_their_position(make_cfg):
+    whole = ready(make_cfg)
+    dm = ready(make_cfg, "data.classes=[7,3]")
+    assert dm.net_kwargs == {"input_shape": (1, 8, 8), "num_classes": 2}
+    # the test draw is the whole data set's, filtered; train and val split what is left of 7 and 3
+    assert keyed(dm.test_set.images, dm.test_set.labels) == _relabelled(
+        whole.test_set.images, whole.test_set.labels, [7, 3]
+    )
+    rest = torch.cat([whole.train_set.images, whole.val_set.images])
+    rest_labels = torch.cat([whole.train_set.labels, whole.val_set.labels])
+    assert keyed(dm.train_set.images, dm.train_set.labels) + keyed(
+        dm.val_set.images, dm.val_set.labels
+    ) == _relabelled(rest, rest_labels, [7, 3])
+
+
+def test_labels_per_class_keeps_that_many_training_images_of_each(make_cfg):
+    every = ready(make_cfg, "data.classes=[5,6,7,8,9]")
+    few = ready(make_cfg, "data.classes=[5,6,7,8,9]", "data.labels_per_class=10")
+    assert Counter(few.train_set.labels.tolist()) == dict.fromkeys(range(5), 10)
+    assert not keyed(few.train_set.images, few.train_set.labels) - keyed(
+        every.train_set.images, every.train_set.labels
+    )
+    # validation and test stay whole; the pixel statistics are those of the 50 images trained on
+    assert torch.equal(few.val_set.images, every.val_set.images)
+    assert torch.equal(few.test_set.images, every.test_set.images)
+    assert few.mean.item() == pytest.approx(few.train_set.images.mean().item(), rel=1e-5)
+    assert few.std.item() == pytest.approx(few.train_set.images.std(unbiased=False).item(), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refusal"),
+    [
+        (["data.classes=[3,3]"], "data.classes=[3,3] must list distinct digits 0-9"),
+        (["data.classes=[9,10]"], "data.classes=[9,10] must list distinct digits 0-9"),
+        (["data.labels_per_class=0"], "data.labels_per_class=0 must be 1 or more"),
+        (["data.labels_per_class=500"], "data.labels_per_class=500: label 0 has only"),
+    ],
+)
+def test_bad_class_subsets_are_refused(make_cfg, overrides, refusal):
+    with pytest.raises(Exception) as refused:  # Hydra wraps what a target raises
+        ready(make_cfg, *overrides)
+    assert isinstance(user_error(refused.value), ConfigError)
+    assert str(user_error(refused.value)).startswith(refusal)

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.tree import Tree
 
-from lightsuite.config.checks import HYDRA_KEYS, _spell, check_config, signature_of
+from lightsuite.config.checks import HYDRA_KEYS, RUN_OPTIONS, _spell, check_config, signature_of
 from lightsuite.errors import ConfigError, LightsuiteError, user_error
 from lightsuite.run.files import save_config, save_run_file
 
@@ -42,12 +42,14 @@ def build(node: DictConfig | None, name: str, **kwargs: Any) -> Any:
         for key, child in node.items_ex(resolve=False)
         if key not in kwargs and _is_partial(child)
     }
-    if partials:
+    # keys run code takes off the node (`task.init_from`: run/transfer.py), and sub-nodes a keyword replaces
+    taken = [k for k in run_option_keys(name) if k in node] + [k for k in kwargs if k in node]
+    if partials or taken:
         # Hydra merges keyword arguments into the node: the built partials replace their sub-nodes
         trimmed = copy.deepcopy(node)
         trimmed._set_parent(node._get_parent())  # interpolations such as ${paths.output_dir} resolve
         with open_dict(trimmed):
-            for key in partials:
+            for key in [*partials, *taken]:
                 del trimmed[key]
         node, kwargs = trimmed, {**partials, **kwargs}
     try:
@@ -63,6 +65,11 @@ def build(node: DictConfig | None, name: str, **kwargs: Any) -> Any:
     if isinstance(built, functools.partial) and node.get("_partial_", False):
         return ConfiguredPartial.of(built, name, config_values(node))
     return built
+
+
+def run_option_keys(name: str) -> list[str]:
+    """The keys of config node `name` that run code consumes, not its target (`config.checks.RUN_OPTIONS`)."""
+    return list(signature_of(get_object(RUN_OPTIONS[name]))[0]) if name in RUN_OPTIONS else []
 
 
 def _is_partial(node: Any) -> bool:
@@ -244,12 +251,18 @@ def prepare_run(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningMo
 
 def build_run(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     """The DataModule (nothing loaded yet) and the task around the network built for its data (and the
-    steps run code supplies to it: the FID classifier of image GANs, `run/fid.py`)."""
+    steps run code supplies to it: the FID classifier of image GANs, `run/fid.py`; the network's
+    first weights and its freezing when the run fits, `run/transfer.py`)."""
     from lightsuite.run.fid import supplied_to  # which builds with this module
+    from lightsuite.run.transfer import head_name, prepare_transfer  # so does this one
 
     datamodule = build(cfg.data, "data")
     net = build(cfg.model, "model", **datamodule.net_kwargs)
-    return datamodule, build(cfg.task, "task", net=net, **supplied_to(cfg.task))
+    fits = bool(cfg.get("train", False))  # `lightsuite-eval` composes no `train`
+    transfer = prepare_transfer(cfg, net) if fits else {}
+    if fits and cfg.task.get("freeze") is not None:
+        head_name(net)  # a network without a head is refused here, before any work (a dry run too)
+    return datamodule, build(cfg.task, "task", net=net, **supplied_to(cfg.task), **transfer)
 
 
 @rank_zero_only
