@@ -107,6 +107,7 @@ def test_two_ranks_of_64_match_one_of_128_and_evaluate_exactly(make_cfg, tmp_pat
         "~model.shortcut",
         "~model.preact",
         "~model.zero_init_residual",
+        "~model.drop_path",
         "data.augment=false",
         "data.val_size=179",
         "data.eval_batch_size=50",

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightsuite.errors import ConfigError
+
 SHORTCUTS = ("A", "B", "none")
 STEMS = ("cifar", "imagenet")
 
@@ -58,7 +60,11 @@ def _make_downsample(
 
 
 class _ResidualBlock(nn.Module):
-    """Adds the shortcut to a block's residual branch; subclasses define the branch."""
+    """Adds the shortcut to a block's residual branch; subclasses define the branch.
+
+    `drop_rate` (stochastic depth, set by `ResNet`): training drops each sample's branch with that
+    probability and scales kept ones by 1 / survival, so evaluation is the expected block, unscaled.
+    """
 
     expansion = 1
 
@@ -66,25 +72,46 @@ class _ResidualBlock(nn.Module):
         super().__init__()
         self.shortcut = shortcut
         self.preact = preact
+        # a plain block that changes the shape has nothing to fall back on when deleted
+        self.deletable = shortcut != "none" or (stride == 1 and in_planes == planes * self.expansion)
+        self.drop_rate = 0.0
         self.relu = nn.ReLU(inplace=True)
         self.downsample = _make_downsample(shortcut, in_planes, planes * self.expansion, stride, preact)
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def _survivors(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Per-sample branch scale (0 dropped, 1 / survival kept), or None when nothing is dropped."""
+        if not self.training or self.drop_rate == 0.0:
+            return None
+        survival = 1.0 - self.drop_rate
+        kept = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < survival
+        return kept.to(x.dtype) / survival
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.preact:
-            # BN-ReLU-conv; a changing shortcut sees the pre-activated input, an identity one the raw input,
-            # and no ReLU follows the addition so the identity path stays clean from block to block.
-            pre = self.relu(self.bn1(x))
-            out = self.branch(pre)
-            if self.shortcut == "none":
-                return out
-            return out + (x if self.downsample is None else self.downsample(pre))
-        out = self.branch(x)
+        scale = self._survivors(x)
+        if scale is not None and not scale.any():
+            return self.without_branch(x)  # the whole batch dropped: the branch is not computed
+        # pre-activation is BN-ReLU-conv; a changing shortcut sees the pre-activated input, an identity one
+        # the raw input, and no ReLU follows the addition so the identity path stays clean block to block.
+        pre = self.relu(self.bn1(x)) if self.preact else x
+        out = self.branch(pre)
         if self.shortcut != "none":
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+            out = out if scale is None else out * scale
+            out = out + (x if self.downsample is None else self.downsample(pre))
+        return out if self.preact else self.relu(out)
+
+    def without_branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The block with its residual branch deleted: the shortcut (post-activation: then the ReLU),
+        or identity for a plain block that keeps the shape (a lesion study, a dropped block)."""
+        if not self.deletable:
+            raise ValueError("a plain block that changes the shape has no shortcut to fall back on")
+        if self.shortcut == "none" or self.downsample is None:
+            return x  # an identity shortcut: the input of a post-activation block is already >= 0
+        if self.preact:
+            return self.downsample(F.relu(self.bn1(x)))
+        return F.relu(self.downsample(x))
 
     def last_branch_layer(self) -> nn.Module:
         """The layer whose zeroed weight turns the residual branch off (for zero_init_residual)."""
@@ -151,6 +178,8 @@ class ResNet(nn.Module):
     With `preact` the cifar stem is a bare conv (the first block normalises) and a BN-ReLU precedes pooling.
     `zero_init_residual` zeroes the last BN of every residual branch, or for pre-activation blocks (whose
     branch ends in a conv) the last conv, so each block starts out as its shortcut.
+    `drop_path` p is stochastic depth with Huang et al.'s linear decay: block l of L (counted over all
+    stages) drops its branch with probability p * l / L in training.
     """
 
     def __init__(
@@ -165,6 +194,7 @@ class ResNet(nn.Module):
         shortcut: str,
         preact: bool = False,
         zero_init_residual: bool = False,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -176,6 +206,13 @@ class ResNet(nn.Module):
             raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
         if zero_init_residual and shortcut == "none":
             raise ValueError("zero_init_residual would silence every block of a plain net (shortcut='none')")
+        if not 0.0 <= drop_path < 1.0:
+            raise ConfigError(f"model.drop_path={drop_path} must be in [0, 1) (the last block's drop rate)")
+        if drop_path > 0 and shortcut == "none":
+            raise ConfigError(
+                f"model.drop_path={drop_path} on a plain net (shortcut='none') would drop the whole signal; "
+                "use model.drop_path=0 or a residual model (model=resnet20)"
+            )
 
         stem_width = widths[0] if stem == "cifar" else 64
         stem_norm = stem == "imagenet" or not preact
@@ -198,6 +235,10 @@ class ResNet(nn.Module):
                 in_planes = width * block.expansion
             self.stage_names.append(f"layer{i + 1}")
             self.add_module(self.stage_names[-1], nn.Sequential(*blocks))
+
+        blocks = [m for m in self.modules() if isinstance(m, _ResidualBlock)]
+        for depth, m in enumerate(blocks, start=1):
+            m.drop_rate = drop_path * depth / len(blocks)
 
         final_act = nn.Sequential(nn.BatchNorm2d(in_planes), nn.ReLU(inplace=True))
         self.post_norm = final_act if preact else nn.Identity()
@@ -238,6 +279,7 @@ def cifar_resnet(
     shortcut: str = "A",
     preact: bool = False,
     zero_init_residual: bool = False,
+    drop_path: float = 0.0,
 ) -> ResNet:
     """The 6n+2-layer CIFAR ResNet of He et al. 2015, sec. 4.2: 3 stages of n BasicBlocks, 16/32/64 wide."""
     if depth < 8 or (depth - 2) % 6 != 0:
@@ -253,6 +295,7 @@ def cifar_resnet(
         shortcut=shortcut,
         preact=preact,
         zero_init_residual=zero_init_residual,
+        drop_path=drop_path,
     )
 
 
@@ -273,6 +316,7 @@ def imagenet_resnet(
     stem: str = "auto",
     preact: bool = False,
     zero_init_residual: bool = False,
+    drop_path: float = 0.0,
 ) -> ResNet:
     """The ImageNet ResNets (option B shortcuts, 64/128/256/512 wide).
 
@@ -295,6 +339,7 @@ def imagenet_resnet(
         shortcut="B",
         preact=preact,
         zero_init_residual=zero_init_residual,
+        drop_path=drop_path,
     )
 
 
