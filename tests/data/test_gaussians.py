@@ -23,7 +23,7 @@ def test_ring_and_grid_modes():
 
 def test_points_lie_on_their_modes_and_are_seeded():
     dm = GaussiansDataModule(num_train=4000, num_val=100, num_test=100, batch_size=500, seed=3)
-    assert dm.net_kwargs == {"input_shape": (2,)}  # known before any data is drawn
+    assert dm.net_kwargs == {"input_shape": (2,), "num_classes": 8}  # known before any data is drawn
     dm.setup()
     points, labels = dm.sets["train"].images, dm.sets["train"].labels
     offsets = points - dm.modes[labels]

@@ -52,3 +52,31 @@ def test_dcgan_refuses_other_sizes_and_bad_keys():
         dcgan(input_shape=(1, 8, 8), width=0)
     with pytest.raises(ConfigError, match=r"model.pack=0"):
         mlp_gan(input_shape=(2,), pack=0)
+
+
+@pytest.mark.parametrize(("build", "shape"), [(mlp_gan, (2,)), (mlp_gan, (1, 8, 8)), (dcgan, (1, 8, 8))])
+@pytest.mark.parametrize("pack", [1, 2])
+def test_a_conditional_pair_depends_on_the_label(build, shape, pack):
+    torch.manual_seed(0)
+    net = build(input_shape=shape, num_classes=10, pack=pack, conditional=True).eval()
+    z = net.noise(4).repeat(2, 1)  # the same noise for both halves
+    labels = torch.tensor([0, 1, 2, 3, 7, 7, 7, 7])
+    x = net(z, labels)
+    assert x.shape == (8, *shape)
+    assert not torch.allclose(x[:4], x[4:])  # same z, other label: another sample
+    assert torch.allclose(x[4:], net(z[4:], labels[4:]))  # deterministic given (z, y)
+    packed = x.reshape(8 // pack, pack * shape[0], *shape[1:])
+    scores, relabelled = net.discriminator(packed, labels), net.discriminator(packed, labels.flip(0))
+    assert scores.shape == (8 // pack, 1)
+    assert not torch.allclose(scores, relabelled)  # the same samples judged under other labels
+
+
+def test_an_unconditional_pair_keeps_its_layout_and_conditioning_needs_labels():
+    # today's checkpoints name these parameters: the unconditional pair is unchanged by `num_classes`
+    plain = mlp_gan(input_shape=(2,), num_classes=8)
+    assert not plain.conditional and isinstance(plain.generator, torch.nn.Sequential)
+    assert list(plain.state_dict()) == list(mlp_gan(input_shape=(2,)).state_dict())
+    with pytest.raises(ConfigError, match=r"model.conditional=true needs data with class labels"):
+        mlp_gan(input_shape=(2,), conditional=True)
+    with pytest.raises(ConfigError, match=r"at least 2 classes"):
+        dcgan(input_shape=(1, 8, 8), num_classes=1, conditional=True)

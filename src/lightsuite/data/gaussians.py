@@ -62,8 +62,8 @@ class GaussiansDataModule(pl.LightningDataModule):
 
     @property
     def net_kwargs(self) -> dict[str, Any]:
-        """A sample is a 2-vector."""
-        return {"input_shape": (2,)}
+        """A sample is a 2-vector; its class is the mode it was drawn from (`model.conditional=true`)."""
+        return {"input_shape": (2,), "num_classes": len(self.modes)}
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """`n` points and the index of the mode each was drawn from."""

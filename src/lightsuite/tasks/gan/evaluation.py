@@ -1,4 +1,5 @@
-"""The offline judges of a GAN's samples: mode coverage (2-D mixtures) and FID + class confidence (images).
+"""The offline judges of a GAN's samples: mode coverage (2-D mixtures) and FID + class confidence (images);
+for a conditional generator at test time, the share of samples of the class asked for (`class_match`).
 
 Held by the task as a plain object, not a module: the FID feature network is a frozen classifier of
 the real data and must not end up in the GAN's checkpoints or optimizers, nor be switched to
@@ -17,7 +18,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from lightsuite.errors import ConfigError
 from lightsuite.tasks.gan.fid import FeatureClassifier, FeatureSource, FIDRecipe
-from lightsuite.tasks.gan.metrics import ClassConfidence, ModeCoverage
+from lightsuite.tasks.gan.metrics import ClassConfidence, ClassMatch, ModeCoverage
 
 
 def _default_classifier() -> Callable[..., nn.Module]:
@@ -173,20 +174,30 @@ class GANEvaluation:
         return [*names, "fid_classifier_acc", "class_confidence_real", "fid_real"]
 
     @torch.no_grad()
-    def compute(self, stage: str, fake: Tensor, batch_size: int) -> dict[str, float]:
-        """The stage's metrics of generated samples `fake` (then reset, real statistics kept)."""
+    def compute(
+        self, stage: str, fake: Tensor, batch_size: int, labels: Tensor | None = None
+    ) -> dict[str, float]:
+        """The stage's metrics of generated samples `fake` (then reset, real statistics kept).
+
+        `labels`: what a conditional generator was asked for; at test time they give `class_match`,
+        judged by the nearest mode (mixtures) or the FID classifier's argmax (images).
+        """
         metrics, out = self._stage(stage), {}
+        judged: list[Tensor] = []
         if "modes" in metrics:
             coverage = metrics["modes"]
             coverage.update(fake.cpu())
             out.update({k: float(v) for k, v in coverage.compute().items()})
             coverage.reset()
+            judged.append(torch.cdist(fake.float().cpu(), self.modes).argmin(dim=1))
         if "fid" in metrics and metrics["seen"] >= 2:
             metrics["real_ready"] = True
             fid, confidence = metrics["fid"], metrics["confidence"]
             for chunk in fake.split(batch_size):
                 fid.update(chunk, real=False)
-                confidence.update(self.feature_net.features_and_logits(chunk)[1])
+                logits = self.feature_net.features_and_logits(chunk)[1]
+                confidence.update(logits)
+                judged.append(logits.argmax(dim=1).cpu())
             out["fid"] = float(fid.compute())
             out.update({k: float(v) for k, v in confidence.compute().items()})
             fid.reset()
@@ -195,6 +206,11 @@ class GANEvaluation:
             out["class_confidence_real"] = float(metrics["real_confidence"].compute()["class_confidence"])
             if stage == "val":
                 out.update(self._reference())
+        if labels is not None and stage == "test" and judged:
+            classes = len(self.modes) if self.modes is not None else self.feature_net.net.fc.out_features
+            match = ClassMatch(classes)
+            match.update(torch.cat(judged), labels.cpu())
+            out.update({k: float(v) for k, v in match.compute().items()})
         return out
 
     def _reference(self) -> dict[str, float]:

@@ -6,9 +6,11 @@ by G). With s the logit and sigmoid(s) = D(x), log D(x) = -softplus(-s), log(1 -
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 LOSSES = ("minimax", "non_saturating", "hinge", "wgan_gp")
 
@@ -39,10 +41,13 @@ def g_loss(name: str, fake: Tensor) -> Tensor:
     raise ValueError(f"unknown GAN loss {name!r}")
 
 
-def gradient_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor, pack: int = 1) -> Tensor:
+def gradient_penalty(
+    discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, pack: int = 1
+) -> Tensor:
     """Gulrajani et al. 2017: (||grad_x D(x)||_2 - 1)^2 at random points between real and fake samples.
 
-    The norm is taken per input of D, i.e. per pack of `pack` samples.
+    The norm is taken per input of D, i.e. per pack of `pack` samples. For a conditional D pass it
+    with the labels bound that real[i] has and fake[i] was generated for: each interpolate keeps its class.
     """
     eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
     mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)

@@ -1,4 +1,5 @@
-"""Offline GAN metrics: mode coverage for point sets, class confidence for images (FID is torchmetrics')."""
+"""Offline GAN metrics: mode coverage for point sets, class confidence for images (FID is torchmetrics'),
+and for conditional generators the share of samples of the class asked for."""
 
 from __future__ import annotations
 
@@ -64,3 +65,31 @@ class ClassConfidence(Metric):
             "class_share_min": shares.min(),
             "class_share_max": shares.max(),
         }
+
+
+class ClassMatch(Metric):
+    """How often a conditional generator draws the class it was asked for, as a judge sees it.
+
+    `class_match_k` is the share of the samples generated for label k that the judge (the suite's
+    classifier for images, the nearest mode for mixtures) assigns to k; `class_match` is their mean
+    over the labels asked for. Chance is 1/K for a generator that ignores its label.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.add_state("hits", default=torch.zeros(num_classes), dist_reduce_fx="sum")
+        self.add_state("asked", default=torch.zeros(num_classes), dist_reduce_fx="sum")
+
+    def update(self, judged: Tensor, labels: Tensor) -> None:
+        size = self.asked.numel()
+        self.hits += torch.bincount(labels[judged == labels], minlength=size).float()
+        self.asked += torch.bincount(labels, minlength=size).float()
+
+    def compute(self) -> dict[str, Tensor]:
+        asked = self.asked > 0
+        shares = self.hits / self.asked.clamp_min(1)
+        out = {"class_match": shares[asked].mean()}
+        out.update({f"class_match_{k}": shares[k] for k in range(len(shares)) if asked[k]})
+        return out

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from PIL import Image, ImageDraw
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 from torch import Tensor
@@ -30,9 +31,16 @@ def image_grid(images: Tensor, nrow: int | None = None) -> np.ndarray:
 
 
 def scatter_plot(
-    points: Tensor, modes: Tensor | None = None, std: float = 0.0, size: int = 512
+    points: Tensor,
+    modes: Tensor | None = None,
+    std: float = 0.0,
+    size: int = 512,
+    labels: Tensor | None = None,
 ) -> np.ndarray:
-    """(N, 2) points as blue dots over the true modes (red rings of 3 std), as (size, size, 3) uint8."""
+    """(N, 2) points as blue dots over the true modes (red rings of 3 std), as (size, size, 3) uint8.
+
+    With `labels` (a conditional generator's classes) each dot takes its class's colour, the rings black.
+    """
     points = points.detach().float().cpu()
     ref = modes if modes is not None else points
     extent = float(ref.abs().max()) * 1.25 + 3 * std if len(ref) else 1.0
@@ -47,13 +55,23 @@ def scatter_plot(
     mid = (size - 1) / 2
     draw.line([(0, mid), (size, mid)], fill=(220, 220, 220))
     draw.line([(mid, 0), (mid, size)], fill=(220, 220, 220))
-    for x, y in pixel(points).tolist():
-        draw.rectangle([x - 1, y - 1, x + 1, y + 1], fill=(31, 119, 180))
+    colours = [(31, 119, 180)] * len(points) if labels is None else class_colours(labels)
+    for (x, y), colour in zip(pixel(points).tolist(), colours, strict=True):
+        draw.rectangle([x - 1, y - 1, x + 1, y + 1], fill=colour)
     if modes is not None:
         r = max(3.0, 3 * std / extent * (size - 1) / 2)
+        ring = (214, 39, 40) if labels is None else (0, 0, 0)  # tab10 has a red of its own
         for x, y in pixel(modes.float().cpu()).tolist():
-            draw.ellipse([x - r, y - r, x + r, y + r], outline=(214, 39, 40), width=2)
+            draw.ellipse([x - r, y - r, x + r, y + r], outline=ring, width=2)
     return np.asarray(image)
+
+
+def class_colours(labels: Tensor) -> list[tuple[int, int, int]]:
+    """An RGB colour per label: matplotlib's tab10 for up to 10 classes, its hsv wheel for more."""
+    count = int(labels.max()) + 1 if len(labels) else 1
+    cmap = colormaps["tab10"] if count <= 10 else colormaps["hsv"].resampled(count + 1)
+    table = [tuple(int(255 * c) for c in cmap(k)[:3]) for k in range(count)]
+    return [table[k] for k in labels.tolist()]
 
 
 def log_image(loggers: Iterable[Logger], key: str, array: np.ndarray, step: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,13 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from lightsuite.errors import ConfigError
-from lightsuite.io import save_npy, save_png
+from lightsuite.io import save_png
 from lightsuite.models.gan import GAN
 from lightsuite.tasks.gan.evaluation import GANEvaluation
 from lightsuite.tasks.gan.fid import FeatureSource
 from lightsuite.tasks.gan.losses import LOSSES, d_loss, g_loss, gradient_penalty, pack_samples
 from lightsuite.tasks.gan.pictures import image_grid, log_image, scatter_plot
+from lightsuite.tasks.gan.sampling import write_samples
 from lightsuite.tasks.steps import (
     BACKWARD_HOOKS,
     OPTIMIZER_STEP_HOOKS,
@@ -35,13 +37,13 @@ from lightsuite.tasks.steps import (
     raise_if_diverged,
 )
 
-SAMPLE_FORMATS = (".png", ".npy")
-
 
 class GANTask(pl.LightningModule):
     """Trains `net` (a GAN: generator + discriminator) with `loss`; logs `train/d_loss`, `train/g_loss`
     and, offline, `val/modes_covered` + `val/hq_ratio` (2-D mixtures) or `val/fid` + `val/class_confidence`
     (images). `g_optimizer` and `d_optimizer` are partials (Hydra `_partial_: true`) taking parameters.
+    A conditional `net` (`model.conditional=true`) is fed the batch's labels, and its test adds
+    `test/class_match` and `test/class_match_<k>`.
     """
 
     report_metrics: tuple[str, ...] = (
@@ -147,14 +149,29 @@ class GANTask(pl.LightningModule):
         return self.ema if self.ema is not None else self.net.generator
 
     @torch.no_grad()
-    def generate(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """`n` samples from the sampling generator, in batches of `eval_batch_size`."""
+    def generate(
+        self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None
+    ) -> Tensor:
+        """`n` samples from the sampling generator, in batches of `eval_batch_size`; a conditional one
+        draws the classes `labels` asks for (by default `eval_labels(n)`)."""
+        if self.net.conditional and labels is None:
+            labels = self.eval_labels(n)
         out = []
         for start in range(0, n, self.eval_batch_size):
             size = min(self.eval_batch_size, n - start)
             z = torch.randn(size, self.net.latent_dim, generator=generator).to(self.device)
-            out.append(self.sampler(z))
+            y = None if labels is None else labels[start : start + size].to(self.device)
+            out.append(_with_labels(self.sampler, y)(z))
         return torch.cat(out)
+
+    def eval_labels(self, n: int) -> Tensor | None:
+        """Balanced labels for `n` samples of a conditional generator, in class order; None otherwise.
+
+        Drawn without randomness, so the noise of a seed is the same as an unconditional run's.
+        """
+        if not self.net.conditional:
+            return None
+        return torch.arange(n) * self.net.num_classes // n
 
     # --- training ------------------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -188,11 +205,16 @@ class GANTask(pl.LightningModule):
         # `global_step` and the step-progress counters then count the first round's steps only.
         self._lean_rounds = hooks_can_be_skipped(self, BACKWARD_HOOKS + OPTIMIZER_STEP_HOOKS)
 
-    def discriminator_step(self, real: Tensor, opt: Any, lean: bool = False) -> Tensor:
-        D = self.net.discriminator
+    def discriminator_step(
+        self, real: Tensor, opt: Any, lean: bool = False, labels: Tensor | None = None
+    ) -> Tensor:
+        """One D step; a conditional pair's fakes are generated for the real samples' `labels`."""
         self.toggle_optimizer(opt)
         with torch.no_grad():
-            fake = self.net.generator(torch.randn(len(real), self.net.latent_dim, device=real.device))
+            z = torch.randn(len(real), self.net.latent_dim, device=real.device)
+            fake = _with_labels(self.net.generator, labels)(z)
+        # D(x) or D(x, y) with the labels real and fake share: the penalty's interpolates keep them too
+        D = _with_labels(self.net.discriminator, labels)
         loss = d_loss(self.loss, D(pack_samples(real, self.pack)), D(pack_samples(fake, self.pack)))
         if self.loss == "wgan_gp" and self.gp_weight > 0:
             loss = loss + self.gp_weight * gradient_penalty(D, real, fake, self.pack)
@@ -200,10 +222,13 @@ class GANTask(pl.LightningModule):
         self.untoggle_optimizer(opt)
         return loss.detach()
 
-    def generator_step(self, n: int, opt: Any, lean: bool = False) -> Tensor:
+    def generator_step(self, n: int, opt: Any, lean: bool = False, labels: Tensor | None = None) -> Tensor:
+        """One G step on `n` samples; a conditional G draws the classes of `labels` (the data's mix)."""
         self.toggle_optimizer(opt)
-        fake = self.net.generator(torch.randn(n, self.net.latent_dim, device=self.device))
-        loss = g_loss(self.loss, self.net.discriminator(pack_samples(fake, self.pack)))
+        z = torch.randn(n, self.net.latent_dim, device=self.device)
+        fake = _with_labels(self.net.generator, labels)(z)
+        D = _with_labels(self.net.discriminator, labels)
+        loss = g_loss(self.loss, D(pack_samples(fake, self.pack)))
         self._step(opt, loss, lean)
         self.untoggle_optimizer(opt)
         if self.ema is not None:
@@ -225,13 +250,16 @@ class GANTask(pl.LightningModule):
         if size == 0:  # a last batch too small to slice: skipped rather than changing the batch size
             return
         reals = real[: size * slices].split(size)
+        # a conditional pair learns from the batch's labels; the slices keep them beside their samples
+        labels = batch[1][: size * slices].split(size) if self.net.conditional else [None] * slices
         self.evaluation.see_training_batch(real)
         sums = torch.zeros(2, device=real.device)
         for r in range(self.rounds_per_step):
             lean = r > 0 and self._lean_rounds
             for c in range(self.n_critic):
-                sums[0] += self.discriminator_step(reals[r * self.n_critic + c], d_opt, lean)
-            sums[1] += self.generator_step(size, g_opt, lean)
+                i = r * self.n_critic + c
+                sums[0] += self.discriminator_step(reals[i], d_opt, lean, labels[i])
+            sums[1] += self.generator_step(size, g_opt, lean, labels[i])
         sums[0] /= self.n_critic
         self._loss_sums = sums if self._loss_sums is None else self._loss_sums + sums
         self._rounds += self.rounds_per_step
@@ -301,24 +329,35 @@ class GANTask(pl.LightningModule):
         self._evaluate("test")
 
     def _evaluate(self, stage: str) -> None:
-        fake = self.generate(self.num_eval_samples, generator=_seeded(1234))
-        metrics = self.evaluation.compute(stage, fake, self.eval_batch_size)
+        labels = self.eval_labels(self.num_eval_samples)
+        fake = self.generate(self.num_eval_samples, generator=_seeded(1234), labels=labels)
+        metrics = self.evaluation.compute(stage, fake, self.eval_batch_size, labels)
         self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, prog_bar=True, sync_dist=True)
 
-    def picture(self, samples: Tensor) -> np.ndarray:
-        """A grid of images, or a scatter plot of points over the true modes."""
+    def picture(self, samples: Tensor, labels: Tensor | None = None) -> np.ndarray:
+        """A grid of images (one row per class for class-ordered `labels`), or a scatter plot of points
+        over the true modes (coloured by `labels`)."""
         if samples.dim() == 4:
-            return image_grid(samples)
-        return scatter_plot(samples, self.evaluation.modes, self.evaluation.std)
+            rows = None if labels is None else int(labels.unique().numel())
+            return image_grid(samples, nrow=None if rows is None else len(samples) // rows)
+        return scatter_plot(samples, self.evaluation.modes, self.evaluation.std, labels=labels)
 
     @rank_zero_only
     def _save_picture(self) -> None:
+        labels = None
         with torch.no_grad():
             if len(self.net.sample_shape) == 1:
-                samples = self.generate(self.num_eval_samples, generator=_seeded(1234))
+                labels = self.eval_labels(self.num_eval_samples)
+                samples = self.generate(self.num_eval_samples, generator=_seeded(1234), labels=labels)
+            elif self.net.conditional:
+                # one row per class, the same noise down each column
+                k = self.net.num_classes
+                cols = max(1, len(self.fixed_noise) // k)
+                labels = torch.arange(k, device=self.device).repeat_interleave(cols)
+                samples = self.sampler(self.fixed_noise[:cols].repeat(k, 1), labels)
             else:
                 samples = self.sampler(self.fixed_noise)
-        array = self.picture(samples)
+        array = self.picture(samples, labels)
         save_png(
             array, Path(self.trainer.default_root_dir) / "samples" / f"epoch_{self.current_epoch:03d}.png"
         )
@@ -336,18 +375,14 @@ class GANTask(pl.LightningModule):
             self.evaluation.std = float(checkpoint["gan_modes"]["std"])
 
     def sample_to(self, options: DictConfig) -> str:
-        """Write `options.num_samples` samples to `options.output`: .png (grid, scatter) or .npy (array)."""
-        n, output = int(options.num_samples), Path(str(options.output)).expanduser()
-        if n < 1:
-            raise ConfigError(f"num_samples={n} must be >= 1")
-        if output.suffix not in SAMPLE_FORMATS:
-            raise ConfigError(f"output={output} must end in .png (grid or scatter) or .npy (the raw array)")
-        samples = self.generate(n).cpu()
-        if output.suffix == ".npy":
-            save_npy(samples.numpy().astype(np.float32), output)
-        else:
-            save_png(self.picture(samples), output)
-        return f"wrote {n} samples ({' x '.join(map(str, samples.shape))}) to {output}"
+        """Write `options.num_samples` samples to `options.output`: .png (grid, scatter) or .npy (array);
+        `options.label` picks one class of a conditional generator (`tasks/gan/sampling.py`)."""
+        return write_samples(self, options)
+
+
+def _with_labels(net: nn.Module, labels: Tensor | None) -> Callable[[Tensor], Tensor]:
+    """G or D as a function of its input alone: a conditional one with `labels` bound (G(., y), D(., y))."""
+    return net if labels is None else partial(net, labels=labels)
 
 
 def _seeded(seed: int) -> torch.Generator:
