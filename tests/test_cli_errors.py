@@ -108,9 +108,10 @@ def test_checkpoint_of_another_network_or_a_foreign_one(tmp_path, trained_run):
     torch.save(foreign, tmp_path / "foreign.ckpt")
     proc = script("lightsuite-sample", f"ckpt_path={tmp_path / 'foreign.ckpt'}", cwd=tmp_path)
     assert_one_line_error(proc, "was not written by lightsuite-train")
-    # a classifier cannot be sampled from
-    proc = script("lightsuite-sample", f"ckpt_path={last}", cwd=tmp_path)
-    assert_one_line_error(proc, "ClassificationTask, which does not sample")
+    # a forecaster cannot be sampled from
+    forecaster = Path(__file__).parent / "fixtures" / "checkpoints_e2e6019" / "forecast.ckpt"
+    proc = script("lightsuite-sample", f"ckpt_path={forecaster}", cwd=tmp_path)
+    assert_one_line_error(proc, "ForecastingTask, which does not sample")
     assert no_results(tmp_path)
 
 

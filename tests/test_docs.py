@@ -34,7 +34,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from lightsuite.config.checks import check_config
-from lightsuite.errors import LightsuiteError
+from lightsuite.errors import LightsuiteError, user_error
 from lightsuite.report import parse_args
 from lightsuite.train import train
 
@@ -242,7 +242,8 @@ def with_own_data(job: list[str], tmp_path: Path) -> list[str]:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+    """What the entry point prints: the suite's own error where Hydra's instantiation wraps it."""
+    return " ".join(str(user_error(exc) or exc).split())
 
 
 @pytest.fixture

@@ -160,5 +160,6 @@ def test_page_in_headless_chromium(real_sweep, tmp_path):
     found = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, re.S)
     assert found, f"no probe output from Chromium: {proc.stderr[-1500:]}"
     seen = json.loads(html.unescape(found.group(1)))
-    assert seen["images"] == 3 and seen["loaded"] == 3, seen
+    # the report's three figures and each finished job's two test pictures, every one decoded
+    assert seen["images"] == 3 + 2 * 2 and seen["loaded"] == seen["images"], seen
     assert seen["jobRows"] == 3 and seen["headers"][:3] == ["job", "task.optimizer.lr", "status"]

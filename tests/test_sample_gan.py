@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 from conftest import FAST
+from matplotlib import colormaps
 from PIL import Image
 
+from lightsuite.data.gaussians import mode_centers
 from lightsuite.errors import ConfigError
 from lightsuite.sample import sample
 from lightsuite.train import train
@@ -62,15 +68,72 @@ def test_sample_errors_are_one_line(make_cfg, toy_ckpt, tmp_path):
         sample(make_cfg("sample", [f"ckpt_path={toy_ckpt}", "num_samples=0"]))
 
 
-def test_a_classifier_checkpoint_is_refused(make_cfg, tmp_path):
-    short = [*FAST, "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1"]
-    train(make_cfg("train", [*short, "test=false"]))
-    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+def test_a_checkpoint_of_a_task_that_does_not_sample_is_refused(make_cfg, tmp_path):
+    # a forecaster predicts its series; there is nothing to draw from it
+    ckpt = Path(__file__).parent / "fixtures" / "checkpoints_e2e6019" / "forecast.ckpt"
     out = tmp_path / "x.png"
     with pytest.raises(ConfigError) as info:
         sample(make_cfg("sample", [f"ckpt_path={ckpt}", f"output={out}"]))
     assert str(info.value) == (
-        f"ckpt_path={ckpt} is a checkpoint of ClassificationTask, which does not sample; "
-        "lightsuite-sample takes checkpoints of generative tasks (task=gan, the character language model)"
+        f"ckpt_path={ckpt} is a checkpoint of ForecastingTask, which does not sample; "
+        "lightsuite-sample takes checkpoints of GANs, the character language model and image classifiers "
+        "(fooling images)"
     )
     assert not out.exists()
+
+
+# a conditional ring learnt in 128 generator steps (tests/tasks/test_conditional_gan.py measures it)
+CTOY = [*FAST, "experiment=gaussians_cgan", "data.num_train=32768", "data.num_val=200", "data.num_test=200"]
+CTOY += [
+    "model.hidden_size=64",
+    "task.g_optimizer.lr=4e-3",
+    "task.d_optimizer.lr=4e-3",
+    "trainer.max_epochs=1",
+]
+CTOY += ["task.num_eval_samples=200", "task.sample_every_n_epochs=0", "seed=0", "data.seed=0"]
+
+
+def test_label_samples_its_class_and_no_label_colours_every_class(make_cfg, toy_ckpt, tmp_path):
+    train(make_cfg("train", CTOY, run_dir=tmp_path / "crun"))
+    ckpt = tmp_path / "crun" / "checkpoints" / "last.ckpt"
+    modes = mode_centers("ring")
+    for label in (3, 6):
+        npy = tmp_path / f"label{label}.npy"
+        line = sample(
+            make_cfg("sample", [f"ckpt_path={ckpt}", "num_samples=200", f"output={npy}", f"label={label}"])
+        )
+        nearest = torch.cdist(torch.from_numpy(np.load(npy)), modes).argmin(dim=1)
+        assert (nearest == label).float().mean() >= 0.8 and f"of class {label}" in line
+    png = tmp_path / "classes.png"
+    sample(make_cfg("sample", [f"ckpt_path={ckpt}", "num_samples=800", f"output={png}"]))
+    pixels = np.asarray(Image.open(png)).reshape(-1, 3)
+    colours = {tuple(int(255 * c) for c in colormaps["tab10"](k)[:3]) for k in range(8)}
+    assert colours <= {tuple(p) for p in pixels.tolist()}  # a dot of every class's colour
+    with pytest.raises(ConfigError, match=r"^label=8 is out of range: this generator knows classes 0 to 7$"):
+        sample(make_cfg("sample", [f"ckpt_path={ckpt}", "label=8"]))
+    with pytest.raises(
+        ConfigError, match=r"^label=3 needs a class-conditional GAN, but ckpt_path=.* is unconditional"
+    ):
+        sample(make_cfg("sample", [f"ckpt_path={toy_ckpt}", "label=3", f"output={tmp_path / 'no.png'}"]))
+    with pytest.raises(ConfigError, match=r"label='three' is not an integer or null"):
+        sample(make_cfg("sample", [f"ckpt_path={ckpt}", "label=three"]))
+    assert not (tmp_path / "no.png").exists()
+    # an unconditional run logs no class match
+    assert not any("class_match" in k for k in json.loads((tmp_path / "run" / "metrics.json").read_text()))
+
+
+def test_a_conditional_image_grid_has_one_row_per_class(make_cfg, tmp_path):
+    overrides = [*FAST, "experiment=digits_cgan", "model.width=8", "task.fid=false", "trainer.max_epochs=1"]
+    overrides += [
+        "callbacks.early_stopping=null",
+        "callbacks.model_checkpoint=null",
+        "trainer.limit_train_batches=2",
+    ]
+    train(make_cfg("train", [*overrides, "trainer.limit_val_batches=1", "test=false"]))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    png, npy = tmp_path / "digits.png", tmp_path / "four.npy"
+    line = sample(make_cfg("sample", [f"ckpt_path={ckpt}", "num_samples=16", f"output={png}"]))
+    # 16 samples round up to 10 rows (digits 0-9) of 2, enlarged 4x (32 pixels) with 1-pixel gaps
+    assert np.asarray(Image.open(png)).shape == (10 * 33 + 1, 2 * 33 + 1, 3) and "10 classes" in line
+    sample(make_cfg("sample", [f"ckpt_path={ckpt}", "num_samples=5", f"output={npy}", "label=4"]))
+    assert np.load(npy).shape == (5, 1, 8, 8)

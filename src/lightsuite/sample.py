@@ -1,7 +1,9 @@
-"""`lightsuite-sample ckpt_path=...`: draw samples from a trained generative checkpoint, any family.
+"""`lightsuite-sample ckpt_path=...`: draw samples from a trained checkpoint, any family that samples.
 
 lightsuite-sample ckpt_path=RUN/checkpoints/last.ckpt num_samples=64 output=grid.png   # a GAN
+lightsuite-sample ckpt_path=RUN/checkpoints/last.ckpt label=7 output=sevens.png        # a conditional GAN
 lightsuite-sample ckpt_path=RUN/checkpoints/last.ckpt prompt="def " length=500         # a language model
+lightsuite-sample ckpt_path=RUN/checkpoints/last.ckpt output=fooling.png               # a classifier
 
 The checkpoint rebuilds its own network and task from the run record stored in it; the task
 decides what a sample is through its `sample_to(options)` method, so each family adds sampling
@@ -40,7 +42,8 @@ def sample(cfg: DictConfig) -> str:
     if not isinstance(task, Samples):
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path} is a checkpoint of {type(task).__name__}, which does not sample; "
-            "lightsuite-sample takes checkpoints of generative tasks (task=gan, the character language model)"
+            "lightsuite-sample takes checkpoints of GANs, the character language model and image classifiers "
+            "(fooling images)"
         )
     if cfg.get("seed") is not None:
         torch.manual_seed(cfg.seed)

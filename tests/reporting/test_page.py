@@ -226,3 +226,39 @@ def test_a_single_run_dir_and_several_dirs(sweep):
     assert (out / "jobs.md").read_text().splitlines()[0].endswith("| best |")  # no error column
     both = make_report([str(sweep / "0"), str(sweep / "3")], ["val/acc"])
     assert [j.name for j in both.jobs] == ["0", "3"]
+
+
+def _picture(path: Path, shade: int) -> bytes:
+    """A small real PNG of one grey level, so that each job's pictures can be told apart on the page."""
+    import numpy as np
+
+    from lightsuite.io import save_png
+
+    return save_png(np.full((4, 6, 3), shade, dtype=np.uint8), path).read_bytes()
+
+
+def test_the_page_shows_each_jobs_test_pictures_best_job_first(sweep):
+    from lightsuite.reporting.pictures import job_pictures
+
+    assert job_pictures(find_jobs([sweep]), None, []) == []  # the synthetic sweep's runs drew none
+    written = {
+        ("0", "confusion_matrix.png"): _picture(sweep / "0" / "confusion_matrix.png", 10),
+        ("0", "worst_test_images.png"): _picture(sweep / "0" / "worst_test_images.png", 20),
+        ("1", "confusion_matrix.png"): _picture(sweep / "1" / "confusion_matrix.png", 30),
+    }
+    (sweep / "2" / "worst_test_images.png").write_bytes(b"half a file")  # not a PNG: not shown
+    report = make_report([str(sweep)])
+    assert [(p.job.name, [name for name, _, _ in p.pictures]) for p in report.pictures] == [
+        ("1", ["confusion_matrix.png"]),  # the best job (val/acc_best 0.9) first
+        ("0", ["confusion_matrix.png", "worst_test_images.png"]),
+    ]
+    page = (write_report(report, sweep / "report") / "index.html").read_text()
+    section = page[page.index("<h2>Test pictures</h2>") :]
+    blocks = re.findall(
+        r"<details class=pictures( open)?><summary>job <b>(\w+)</b>(.*?)</details>", section, re.S
+    )
+    assert [(name, opened) for opened, name, _ in blocks] == [("1", " open"), ("0", "")]
+    for _, name, block in blocks:
+        shown = [base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([^"]+)"', block)]
+        assert shown == [data for (job, _), data in written.items() if job == name]
+    assert "worst_test_images.png" in blocks[1][2] and "worst_test_images.png" not in blocks[0][2]

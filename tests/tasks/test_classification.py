@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import functools
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,8 @@ def loader(rows: list[int], batch_size: int) -> DataLoader:
 
 
 def bare_trainer(**kwargs) -> pl.Trainer:
+    # the test stage draws its pictures into default_root_dir: not the working directory
+    kwargs.setdefault("default_root_dir", tempfile.mkdtemp())
     return pl.Trainer(
         accelerator="cpu",
         logger=False,

@@ -50,6 +50,9 @@ TOP_LEVEL: dict[str, Any] = {
     "prompt": str,
     "length": int,
     "temperature": float,
+    "label": int | None,
+    "fooling_confidence": float,
+    "fooling_steps": int,
 }
 
 # lower bounds no constructor checks: below them Lightning divides by zero or trains on silently, and a
@@ -64,6 +67,7 @@ AT_LEAST: dict[str, tuple[float, str]] = {
 
 # where targets that end in a bare `**kwargs` send them, so those keywords are checked too
 KWARGS_GO_TO = {"pytorch_lightning.loggers.wandb.WandbLogger": "wandb.init"}
+RUN_OPTIONS = {"task": "lightsuite.run.transfer.TransferOptions"}  # keys run code takes off a node
 
 # what a user types for a missing mandatory value, shown in the message
 EXAMPLES = {"ckpt_path": "outputs/2026-11-27/10-00-00/checkpoints/last.ckpt"}
@@ -195,6 +199,7 @@ def check_node(node: DictConfig, path: str) -> Iterator[str]:
         yield f"{path}._target_={target_name!r} cannot be imported ({str(exc).splitlines()[0]})"
         return
     params, open_ended = signature_of(target)
+    params.update(signature_of(get_object(RUN_OPTIONS[path]))[0] if path in RUN_OPTIONS else {})
     name = getattr(target, "__name__", str(target_name).rsplit(".", 1)[-1])
     partial = bool(node.get("_partial_", False))
     for key in node:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lightsuite.errors import ConfigError
 from lightsuite.io import RUN_FILE
-from lightsuite.reporting import plots, study, tables
+from lightsuite.reporting import pictures, plots, study, tables
 from lightsuite.reporting.runs import DONE, FAILED, PRUNED, REPORT_DIR, UNFINISHED, Job, find_jobs
 
 
@@ -36,6 +36,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     # the Optuna studies the sweeps' summaries name, read back from their storage
     studies: list[study.StudyReport] = field(default_factory=list)
+    # what the jobs' test stages drew (a classifier's confusion matrix and worst test images)
+    pictures: list[pictures.JobPictures] = field(default_factory=list)
 
 
 def make_report(dirs: Sequence[str], metrics: Sequence[str] | None = None) -> Report:
@@ -93,6 +95,7 @@ def make_report(dirs: Sequence[str], metrics: Sequence[str] | None = None) -> Re
         if fig is not None:
             report.figures[f"hparam_{tables.slug(key)}.png"] = (f"final metrics vs {key}", plots.png(fig))
     report.studies = study.find_studies(dirs, jobs, report.notes)
+    report.pictures = pictures.job_pictures(jobs, best, report.notes)
     return report
 
 
@@ -219,6 +222,7 @@ def page(report: Report) -> str:
         if figures:
             parts.append(f"<h2>{section}</h2>")
         parts += [_figure(name, caption, data) for name, caption, data in figures]
+    parts += _pictures_section(report)
     body = "\n".join(parts)
     head = f"<meta charset=utf-8><title>lightsuite report</title>\n<style>{CSS}</style>"
     return f"<!doctype html>\n<html lang=en><head>{head}</head>\n<body>\n{body}\n</body></html>\n"
@@ -253,6 +257,28 @@ def _study_section(found: study.StudyReport) -> list[str]:
         f"<a href=trials{found.suffix}.csv>CSV</a>.</p>",
         *(_figure(name, caption, data) for name, (caption, data) in found.figures.items()),
     ]
+
+
+def _pictures_section(report: Report) -> list[str]:
+    """Each job's test pictures, inline (the page stays one file); the best job's or a lone job's open."""
+    if not report.pictures:
+        return []
+    esc = html.escape
+    parts = ["<h2>Test pictures</h2>"]
+    for found in report.pictures:
+        job = found.job
+        shown = job is report.best or len(report.pictures) == 1
+        star = " ★" if job is report.best else ""
+        opened = " open" if shown else ""
+        parts.append(f"<details class=pictures{opened}><summary>job <b>{esc(job.name)}</b>{star}</summary>")
+        for name, caption, data in found.pictures:
+            src = "data:image/png;base64," + base64.b64encode(data).decode()
+            parts.append(
+                f'<figure><img src="{src}" alt="{esc(caption)}"><figcaption>{esc(caption)} '
+                f"(<code>{esc(str(job.path / name))}</code>)</figcaption></figure>"
+            )
+        parts.append("</details>")
+    return parts
 
 
 def _row_class(job: Job, best: Job | None) -> str:

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from lightsuite.errors import ConfigError
+from lightsuite.io import save_png
+from lightsuite.tasks.attacks import ATTACKS, PixelScaling, check_attack, fgsm, fooling_images, pgd
+from lightsuite.tasks.gan.pictures import image_grid
 from lightsuite.tasks.metrics import TopKAccuracy
+from lightsuite.tasks.pictures import WorstImages, write_test_pictures
 from lightsuite.tasks.steps import logs_this_step, raise_if_diverged
 
 
@@ -27,6 +35,12 @@ class ClassificationTask(pl.LightningModule):
 
     `optimizer` and `scheduler` are partials (Hydra `_partial_: true`): the optimizer takes the
     parameters, the scheduler the optimizer and the run's total number of optimizer steps.
+
+    `adversarial="pgd"` (or "fgsm") trains on adversarial examples within `adversarial_eps` ([0, 1]
+    pixels, L-inf) of each training batch instead of the batch (Madry et al. 2018), and logs
+    `val/robust_acc` under the same attack beside the clean `val/acc`; `train/` metrics are then
+    those of the adversarial examples. A checkpoint keeps the data's pixel scaling, so that
+    `lightsuite-sample` can draw fooling images from it (`sample_to`).
     """
 
     # what `lightsuite-report` plots for this family unless told otherwise
@@ -39,10 +53,25 @@ class ClassificationTask(pl.LightningModule):
         scheduler: Callable[..., LRScheduler] | None = None,
         label_smoothing: float = 0.0,
         num_classes: int | None = None,
+        adversarial: str | None = None,
+        adversarial_eps: float = 0.03,
+        adversarial_steps: int = 7,
+        adversarial_step_size: float | None = None,
+        test_pictures: bool = True,
+        num_worst_images: int = 16,
     ) -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"task.label_smoothing={label_smoothing} must be in [0, 1)")
+        if adversarial not in (None, *ATTACKS):
+            choices = " or ".join(ATTACKS)
+            raise ConfigError(f"task.adversarial={adversarial} is not an attack; choose {choices} or null")
+        check_attack(adversarial_eps, adversarial_steps, adversarial_step_size, "task.adversarial_")
+        self.adversarial, self.adversarial_eps = adversarial, adversarial_eps
+        self.adversarial_steps, self.adversarial_step_size = adversarial_steps, adversarial_step_size
+        # the data's [0, 1]-pixels-to-input map and image shape, set when fitting starts
+        self.pixel_scaling: PixelScaling | None = None
+        self.input_shape: tuple[int, ...] | None = None
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
         self.optimizer_factory = optimizer
@@ -51,6 +80,7 @@ class ClassificationTask(pl.LightningModule):
         num_classes = num_classes or getattr(net, "num_classes", None)
         if num_classes is None:
             raise ConfigError("task.num_classes is not set and the network has no `num_classes` attribute")
+        self.num_classes = num_classes
         # top-5 where there are enough classes for it to mean something
         ks = (1, 5) if num_classes >= 10 else (1,)
         self.train_acc, self.val_acc, self.test_acc = TopKAccuracy(ks), TopKAccuracy(ks), TopKAccuracy(ks)
@@ -61,6 +91,16 @@ class ClassificationTask(pl.LightningModule):
         # kept in checkpoints, so that a resumed run still knows its best epoch
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)
+        self.val_robust_acc = TopKAccuracy((1,))
+        if num_worst_images < 1:
+            raise ConfigError(
+                f"task.num_worst_images={num_worst_images} must be at least 1 (task.test_pictures=false "
+                "draws no pictures)"
+            )
+        # drawn at the end of the test stage (tasks/pictures.py); both sync over DDP ranks
+        self.test_pictures = test_pictures
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        self.test_worst = WorstImages(num_worst_images)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -71,7 +111,35 @@ class ClassificationTask(pl.LightningModule):
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         return loss, logits.detach(), y
 
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if hasattr(datamodule, "transform_batch") and hasattr(datamodule, "input_shape"):
+            self.input_shape = tuple(datamodule.input_shape)
+            normalize = functools.partial(datamodule.transform_batch, train=False)
+            self.pixel_scaling = PixelScaling.of(normalize, self.input_shape[0]).to(self.device)
+        elif self.adversarial is not None:
+            raise ConfigError(
+                f"task.adversarial={self.adversarial} needs an image DataModule (data=digits, mnist, "
+                "cifar10, ...), whose pixel scaling bounds the attack; set task.adversarial=null"
+            )
+
+    def adversarial_inputs(self, x: Tensor, y: Tensor) -> Tensor:
+        """The task's attack on a normalized batch, made in eval mode: its extra forward passes must not
+        move batch-norm statistics."""
+        assert self.pixel_scaling is not None, "set when fitting starts"
+        scaling, training = self.pixel_scaling.to(x.device), self.net.training
+        self.net.eval()
+        try:
+            if self.adversarial == "fgsm":
+                return fgsm(self.net, x, y, scaling, self.adversarial_eps)
+            steps, size = self.adversarial_steps, self.adversarial_step_size
+            return pgd(self.net, x, y, scaling, self.adversarial_eps, steps, size)
+        finally:
+            self.net.train(training)
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        if self.adversarial is not None:
+            batch = (self.adversarial_inputs(*batch), batch[1])
         loss, logits, y = self._step(batch)
         self.train_loss.update(loss.detach())
         self.train_acc.update(logits, y)
@@ -96,10 +164,15 @@ class ClassificationTask(pl.LightningModule):
         self.val_acc.update(logits, y)
         self.val_loss.update(loss, weight=len(y))
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True)
+        if self.adversarial is not None:
+            self.val_robust_acc.update(self(self.adversarial_inputs(*batch)), y)
 
     def on_validation_epoch_end(self) -> None:
         metrics = _prefixed("val", self.val_acc.compute())
         self.val_acc.reset()
+        if self.adversarial is not None:
+            metrics["val/robust_acc"] = self.val_robust_acc.compute()["acc"]
+            self.val_robust_acc.reset()
         self.log_dict(metrics, prog_bar=True, sync_dist=True)
         # the sanity check's few batches must not count as the best epoch
         if not self.trainer.sanity_checking:
@@ -111,10 +184,21 @@ class ClassificationTask(pl.LightningModule):
         self.test_acc.update(logits, y)
         self.test_loss.update(loss, weight=len(y))
         self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
+        if self.test_pictures:
+            self.test_confusion.update(logits.argmax(dim=1), y)
+            self.test_worst.update(batch[0], logits, y)
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(_prefixed("test", self.test_acc.compute()), sync_dist=True)
         self.test_acc.reset()
+        if self.test_confusion.update_count:  # updated only with task.test_pictures=true
+            # compute on every rank (it gathers), draw on rank 0
+            matrix, worst = self.test_confusion.compute(), self.test_worst.compute()
+            self.test_confusion.reset(), self.test_worst.reset()
+            if self.trainer.is_global_zero:
+                datamodule = getattr(self.trainer, "datamodule", None)
+                run_dir = self.trainer.default_root_dir
+                write_test_pictures(matrix, worst, run_dir, self.loggers, self.global_step, datamodule)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())
@@ -127,3 +211,46 @@ class ClassificationTask(pl.LightningModule):
             )
         scheduler = self.scheduler_factory(optimizer, total_steps=int(total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # --- checkpoints and lightsuite-sample: fooling images --------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # a checkpoint alone must map pixels to inputs: fooling images are drawn in [0, 1] pixels
+        if self.pixel_scaling is not None and self.input_shape is not None:
+            scale, shift = self.pixel_scaling.as_lists()
+            shape = list(self.input_shape)
+            checkpoint["pixel_scaling"] = {"scale": scale, "shift": shift, "input_shape": shape}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "pixel_scaling" in checkpoint:
+            saved = checkpoint["pixel_scaling"]
+            self.pixel_scaling = PixelScaling.from_lists(saved["scale"], saved["shift"])
+            self.input_shape = tuple(saved["input_shape"])
+
+    def sample_to(self, options: DictConfig) -> str:
+        """Fooling images (Nguyen et al. 2015): a PNG grid at `options.output` of one image per class,
+        grown from noise until the network calls it that class with `fooling_confidence`; the summary
+        gives each class's confidence and names any class that fell short."""
+        output = Path(str(options.output)).expanduser()
+        target = float(options.get("fooling_confidence", 0.99))
+        steps = int(options.get("fooling_steps", 200))
+        if output.suffix != ".png":
+            raise ConfigError(f"output={output}: fooling images are a PNG grid; pass output=fooling.png")
+        if not 0 < target < 1:
+            raise ConfigError(f"fooling_confidence={target} must be in (0, 1), e.g. 0.99")
+        if steps < 1:
+            raise ConfigError(f"fooling_steps={steps} must be at least 1")
+        if self.pixel_scaling is None or self.input_shape is None:
+            raise ConfigError(
+                f"ckpt_path={options.get('ckpt_path')} records no pixel scaling (saved before fooling images "
+                "existed, or trained without an image DataModule); train it again with lightsuite-train"
+            )
+        scaling = self.pixel_scaling.to(self.device)
+        shape = (self.input_shape[0], self.input_shape[1], self.input_shape[2])
+        images, reached = fooling_images(self.net, scaling, shape, self.num_classes, steps, 0.01, target)
+        save_png(image_grid(images * 2 - 1, nrow=len(images)), output)
+        shown = ", ".join(f"{c}: {p:.4f}" for c, p in enumerate(reached.tolist()))
+        summary = f"wrote {len(images)} fooling images (classes 0.. left to right) to {output}: {shown}"
+        missed = [c for c, p in enumerate(reached.tolist()) if p < target]
+        if missed:
+            summary += f"; classes {missed} stayed below {target} after {steps} steps (raise fooling_steps)"
+        return summary
