@@ -28,9 +28,10 @@ train: install
 
 # most tests start the entry points in fresh processes: compile the package once for all of them
 # (where PYTHONDONTWRITEBYTECODE is set, each process would compile it again)
+# the tests run on one pytest-xdist worker per core (the SLURM tests on one of them, tests/conftest.py)
 test: dev
 	$(BIN)/python -m compileall -q src
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadgroup $(ARGS)
 
 lint: dev
 	$(BIN)/ruff check .

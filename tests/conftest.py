@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
@@ -21,6 +22,25 @@ register_resolvers()
 
 # the in-process multirun fixture (`multirun`) for the sweep tests
 pytest_plugins = ["sweep_files"]
+
+# `make test` runs the suite on pytest-xdist workers: each gets its share of the cores (torch would take
+# all of them in every worker, and oversubscribed cores run several times slower), and so do the
+# processes a test starts
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    _threads = max(1, (os.cpu_count() or 1) // _workers)
+    torch.set_num_threads(_threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(_threads))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The SLURM tests share the one node: under xdist (`--dist loadgroup`) one worker runs them all,
+    first, while the other workers take the rest (last, they would be a long tail on one worker)."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)
+    for item in items:
+        if item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+
 
 # quiet, fast runs: no redraws, no model summary, one thread per rank
 FAST = ["callbacks.rich_progress_bar=null", "callbacks.rich_model_summary=null"]
