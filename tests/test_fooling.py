@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST
+from conftest import FAST, RESNET8_DIGITS
 from PIL import Image
 
 from lightsuite.errors import ConfigError
@@ -15,14 +15,7 @@ from lightsuite.run.checkpoints import task_from_checkpoint
 from lightsuite.sample import sample
 from lightsuite.train import train
 
-TINY = [
-    "model._target_=lightsuite.models.resnet.cifar_resnet",
-    "+model.depth=8",
-    "task/optimizer=adamw",
-    "task.optimizer.lr=0.01",
-    "task/scheduler=constant",
-    "trainer.max_epochs=3",
-]
+TINY = RESNET8_DIGITS
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FAST
+from conftest import CGAN_RING, FAST
 from matplotlib import colormaps
 from PIL import Image
 
@@ -82,15 +82,7 @@ def test_a_checkpoint_of_a_task_that_does_not_sample_is_refused(make_cfg, tmp_pa
     assert not out.exists()
 
 
-# a conditional ring learnt in 128 generator steps (tests/tasks/test_conditional_gan.py measures it)
-CTOY = [*FAST, "experiment=gaussians_cgan", "data.num_train=32768", "data.num_val=200", "data.num_test=200"]
-CTOY += [
-    "model.hidden_size=64",
-    "task.g_optimizer.lr=4e-3",
-    "task.d_optimizer.lr=4e-3",
-    "trainer.max_epochs=1",
-]
-CTOY += ["task.num_eval_samples=200", "task.sample_every_n_epochs=0", "seed=0", "data.seed=0"]
+CTOY = [*CGAN_RING, "task.num_eval_samples=200"]
 
 
 def test_label_samples_its_class_and_no_label_colours_every_class(make_cfg, toy_ckpt, tmp_path):

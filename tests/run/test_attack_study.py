@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
-from conftest import FAST
+from conftest import FAST, RESNET8_DIGITS
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
@@ -23,15 +23,7 @@ from lightsuite.run.attacks import PGDStudy
 from lightsuite.run.build import build
 from lightsuite.train import train
 
-# a ResNet-8 (one block per stage), three epochs of the digits: about 90% test accuracy in 5 s
-TINY = [
-    "model._target_=lightsuite.models.resnet.cifar_resnet",
-    "+model.depth=8",
-    "task/optimizer=adamw",
-    "task.optimizer.lr=0.01",
-    "task/scheduler=constant",
-    "trainer.max_epochs=3",
-]
+TINY = RESNET8_DIGITS
 
 
 @pytest.fixture(scope="module")

@@ -10,21 +10,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import FAST
+from conftest import CGAN_RING
 from torch import nn
 
 from lightsuite.tasks.gan.evaluation import GANEvaluation
 from lightsuite.tasks.gan.fid import FeatureClassifier
 from lightsuite.train import train
 
-CGAN = [*FAST, "experiment=gaussians_cgan", "data.num_train=32768", "data.num_val=200", "data.num_test=200"]
-CGAN += [
-    "model.hidden_size=64",
-    "task.g_optimizer.lr=4e-3",
-    "task.d_optimizer.lr=4e-3",
-    "trainer.max_epochs=1",
-]
-CGAN += ["task.num_eval_samples=400", "task.sample_every_n_epochs=0", "seed=0", "data.seed=0"]
+CGAN = [*CGAN_RING, "task.num_eval_samples=400"]
 CGAN += ["callbacks.model_checkpoint=null", "callbacks.early_stopping=null"]
 RECIPES = {
     "non_saturating": [],
