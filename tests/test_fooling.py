@@ -64,6 +64,16 @@ def test_fooling_images_are_classified_with_the_target_confidence(make_cfg, chec
     assert (probs.argmax(1) == torch.arange(10)).all(), probs.max(1)
 
 
+def test_label_grows_the_fooling_image_of_that_class_alone(make_cfg, checkpoint, tmp_path):
+    output = tmp_path / "three.png"
+    summary = sample(make_cfg("sample", [f"ckpt_path={checkpoint}", f"output={output}", "label=3"]))
+    assert list(confidences(summary)) == [3] and confidences(summary)[3] >= 0.99, summary
+    with Image.open(output) as grid:
+        assert grid.size == (32, 32)  # one 8x8 digit enlarged 4x (a grid of one has no padding)
+    with pytest.raises(ConfigError, match="label=10 is out of range: this classifier knows classes 0 to 9"):
+        sample(make_cfg("sample", [f"ckpt_path={checkpoint}", f"output={output}", "label=10"]))
+
+
 def test_a_class_that_falls_short_is_reported(make_cfg, checkpoint, tmp_path):
     overrides = [f"ckpt_path={checkpoint}", f"output={tmp_path / 'f.png'}", "fooling_steps=1"]
     summary = sample(make_cfg("sample", [*overrides, "fooling_confidence=0.999999"]))

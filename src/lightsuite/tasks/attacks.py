@@ -120,7 +120,7 @@ def fooling_images(
     net: nn.Module,
     scaling: PixelScaling,
     shape: tuple[int, int, int],
-    num_classes: int,
+    classes: int | list[int],
     steps: int = 200,
     step_size: float = 0.01,
     confidence: float = 0.99,
@@ -134,8 +134,9 @@ def fooling_images(
     with torch.inference_mode(False), torch.enable_grad():
         # made here: tensors made in inference mode (`lightsuite-sample`) cannot enter autograd
         scaling = scaling.cloned()
-        target = torch.arange(num_classes, device=scaling.scale.device)
-        adv = torch.rand(num_classes, *shape, device=scaling.scale.device)
+        wanted = list(range(classes)) if isinstance(classes, int) else list(classes)
+        target = torch.tensor(wanted, device=scaling.scale.device)
+        adv = torch.rand(len(wanted), *shape, device=scaling.scale.device)
         for _ in range(steps):
             adv.requires_grad_(True)
             log_probs = net(scaling.to_input(adv)).log_softmax(dim=1)

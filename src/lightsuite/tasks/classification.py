@@ -227,9 +227,9 @@ class ClassificationTask(pl.LightningModule):
             self.input_shape = tuple(saved["input_shape"])
 
     def sample_to(self, options: DictConfig) -> str:
-        """Fooling images (Nguyen et al. 2015): a PNG grid at `options.output` of one image per class,
-        grown from noise until the network calls it that class with `fooling_confidence`; the summary
-        gives each class's confidence and names any class that fell short."""
+        """Fooling images (Nguyen et al. 2015): a PNG grid at `options.output` of one image per class (or
+        of class `options.label` alone), grown from noise until the network calls it that class with
+        `fooling_confidence`; the summary gives each confidence and names any class that fell short."""
         output = Path(str(options.output)).expanduser()
         target = float(options.get("fooling_confidence", 0.99))
         steps = int(options.get("fooling_steps", 200))
@@ -246,11 +246,18 @@ class ClassificationTask(pl.LightningModule):
             )
         scaling = self.pixel_scaling.to(self.device)
         shape = (self.input_shape[0], self.input_shape[1], self.input_shape[2])
-        images, reached = fooling_images(self.net, scaling, shape, self.num_classes, steps, 0.01, target)
+        label = options.get("label")  # one class's fooling image, or one of each
+        if label is not None and not 0 <= label < self.num_classes:
+            known = f"classes 0 to {self.num_classes - 1}"
+            raise ConfigError(f"label={label} is out of range: this classifier knows {known}")
+        classes = list(range(self.num_classes)) if label is None else [label]
+        images, reached = fooling_images(self.net, scaling, shape, classes, steps, 0.01, target)
         save_png(image_grid(images * 2 - 1, nrow=len(images)), output)
-        shown = ", ".join(f"{c}: {p:.4f}" for c, p in enumerate(reached.tolist()))
-        summary = f"wrote {len(images)} fooling images (classes 0.. left to right) to {output}: {shown}"
-        missed = [c for c, p in enumerate(reached.tolist()) if p < target]
+        confidences = dict(zip(classes, reached.tolist(), strict=True))
+        shown = ", ".join(f"{c}: {p:.4f}" for c, p in confidences.items())
+        which = f"class {label}" if label is not None else "classes 0.. left to right"
+        summary = f"wrote {len(images)} fooling images ({which}) to {output}: {shown}"
+        missed = [c for c, p in confidences.items() if p < target]
         if missed:
             summary += f"; classes {missed} stayed below {target} after {steps} steps (raise fooling_steps)"
         return summary
