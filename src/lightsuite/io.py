@@ -13,10 +13,12 @@ Also the names of the files a run and a sweep leave on disk, shared by their wri
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,13 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     with replacing(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def csv_text(rows: Iterable[Sequence[Any]]) -> str:
+    """Rows as CSV text (the header first), `\n` line ends on every platform: what the tables write."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue()
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:

@@ -8,9 +8,7 @@ images is reported as `attack/<name>_acc_eps<eps>` (eps=0 is the clean accuracy)
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +18,8 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from lightsuite.errors import ConfigError
-from lightsuite.io import replacing, write_text
+from lightsuite.io import csv_text, replacing, write_text
+from lightsuite.reporting.tables import markdown
 from lightsuite.tasks.attacks import PixelScaling, check_attack, fgsm, pgd
 from lightsuite.tasks.classification import ClassificationTask
 
@@ -84,15 +83,9 @@ class AttackStudy:
     def write(self, accuracy: dict[float, float], output_dir: Path) -> None:
         """`attack_<name>.csv` and `.md` (eps, accuracy) and `attack_<name>.png` (accuracy against eps)."""
         stem = output_dir / f"attack_{self.name}"
-        table = io.StringIO()
-        writer = csv.writer(table, lineterminator="\n")
-        writer.writerow(["eps", "acc"])
-        writer.writerows([f"{eps:g}", f"{acc:.4f}"] for eps, acc in accuracy.items())
-        write_text(stem.with_suffix(".csv"), table.getvalue())
-        rows = [f"| {eps:g} | {acc:.4f} |" for eps, acc in accuracy.items()]
-        write_text(
-            stem.with_suffix(".md"), "\n".join([f"| eps | {self.name} acc |", "|---|---|", *rows]) + "\n"
-        )
+        rows = [(f"{eps:g}", f"{acc:.4f}") for eps, acc in accuracy.items()]
+        write_text(stem.with_suffix(".csv"), csv_text([("eps", "acc"), *rows]))
+        write_text(stem.with_suffix(".md"), markdown(("eps", f"{self.name} acc"), rows))
         # a Figure without pyplot draws on the Agg canvas: no global state, no display needed
         fig = Figure(figsize=(4.5, 3.2), dpi=120)
         ax = fig.subplots()

@@ -10,8 +10,6 @@ pass over the test set, and put back after.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,8 +23,9 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightsuite.errors import ConfigError
-from lightsuite.io import replacing, write_text
+from lightsuite.io import csv_text, replacing, write_text
 from lightsuite.models.resnet import BasicBlock, Bottleneck
+from lightsuite.reporting.tables import markdown
 from lightsuite.tasks.classification import ClassificationTask
 
 # the files written into the run dir
@@ -212,30 +211,19 @@ def write_tables(
         else:
             rows.append((name, "not deletable (changes shape, no shortcut)", ""))
     header = ("deleted", "test_acc", "drop")
-    write_text(output_dir / TABLE, _csv([header, *rows]))
-    lines = ["# Lesion study: test accuracy with one block deleted", "", *_markdown(header, rows)]
+    write_text(output_dir / TABLE, csv_text([header, *rows]))
+    lines = ["# Lesion study: test accuracy with one block deleted", "", markdown(header, rows)]
     if random_rows:
         table = [(k, f"{mean:.4f}", f"{lo:.4f}", f"{hi:.4f}") for k, mean, lo, hi in random_rows]
         random_header = ("k", "mean_test_acc", "min", "max")
-        write_text(output_dir / RANDOM_TABLE, _csv([random_header, *table]))
+        write_text(output_dir / RANDOM_TABLE, csv_text([random_header, *table]))
         lines += [
             "",
             f"## k random blocks deleted ({samples} draws each)",
             "",
-            *_markdown(random_header, table),
+            markdown(random_header, table),
         ]
-    write_text(output_dir / MARKDOWN, "\n".join(lines) + "\n")
-
-
-def _csv(rows: Sequence[Sequence[object]]) -> str:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows(rows)
-    return out.getvalue()
-
-
-def _markdown(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    cells = [header, ["---"] * len(header), *rows]
-    return ["| " + " | ".join(str(c) for c in row) + " |" for row in cells]
+    write_text(output_dir / MARKDOWN, "\n".join(lines))
 
 
 def plot(

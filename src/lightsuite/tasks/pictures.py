@@ -6,8 +6,6 @@ images in memory; the figures are drawn once, at the end of the test stage, by r
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +17,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from lightsuite.io import save_png, write_text
+from lightsuite.io import csv_text, save_png, write_text
 from lightsuite.tasks.gan.pictures import log_image
 
 if TYPE_CHECKING:
@@ -172,29 +170,18 @@ def log_picture(loggers: Iterable[Logger], key: str, array: np.ndarray, step: in
 
 def confusion_csv(matrix: Tensor, names: Sequence[str]) -> str:
     """The matrix as CSV: one row per true class, one column per predicted class, counts in the cells."""
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["true \\ predicted", *names])
-    writer.writerows([name, *row] for name, row in zip(names, matrix.tolist(), strict=True))
-    return text.getvalue()
+    rows = [[name, *row] for name, row in zip(names, matrix.tolist(), strict=True)]
+    return csv_text([["true \\ predicted", *names], *rows])
 
 
 def worst_csv(worst: dict[str, Tensor], names: Sequence[str]) -> str:
     """The worst images' captions as CSV, in the grid's order (row by row): what the picture says, as data."""
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["rank", "true", "predicted", "true_prob", "predicted_prob"])
-    for i, (label, pred, p_true, p_pred) in enumerate(
-        zip(
-            worst["labels"].tolist(),
-            worst["preds"].tolist(),
-            worst["true_prob"].tolist(),
-            worst["pred_prob"].tolist(),
-            strict=True,
-        )
-    ):
-        writer.writerow([i + 1, names[label], names[pred], f"{p_true:.6g}", f"{p_pred:.6g}"])
-    return text.getvalue()
+    columns = (worst[key].tolist() for key in ("labels", "preds", "true_prob", "pred_prob"))
+    rows = [
+        [i, names[label], names[pred], f"{p_true:.6g}", f"{p_pred:.6g}"]
+        for i, (label, pred, p_true, p_pred) in enumerate(zip(*columns, strict=True), start=1)
+    ]
+    return csv_text([["rank", "true", "predicted", "true_prob", "predicted_prob"], *rows])
 
 
 def class_names(datamodule: Any, num_classes: int) -> list[str]:
