@@ -9,12 +9,11 @@ expected and the closest valid name. Ranges a signature cannot express stay in t
 
 from __future__ import annotations
 
-import collections.abc as cabc
 import difflib
 import functools
 import inspect
 import os
-import types
+import sys
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,8 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
+from lightsuite.config import static
+from lightsuite.config.hints import conforms, describe
 from lightsuite.config.resolvers import RESOLVERS
 from lightsuite.errors import ConfigError
 
@@ -73,9 +74,14 @@ RUN_OPTIONS = {"task": "lightsuite.run.transfer.TransferOptions"}  # keys run co
 EXAMPLES = {"ckpt_path": "outputs/2026-11-27/10-00-00/checkpoints/last.ckpt"}
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Raise one `ConfigError` naming every problem found in `cfg`, or return quietly."""
-    problems = list(_missing(cfg)) or [*_top_level(cfg), *_targets(cfg), *_below_bounds(cfg)]
+def check_config(cfg: DictConfig, imports: bool = True) -> None:
+    """Raise one `ConfigError` naming every problem found in `cfg`, or return quietly.
+
+    With `imports=False`, targets whose modules are not loaded yet are checked from their source
+    (static.py), importing nothing: the entry points run this pass before torch and Lightning load, so
+    a wrong value costs a second; the full pass follows when the run builds its objects.
+    """
+    problems = list(_missing(cfg)) or [*_top_level(cfg), *_targets(cfg, imports), *_below_bounds(cfg)]
     if problems:
         raise ConfigError("; ".join(problems))
     data = cfg.get("data")
@@ -167,9 +173,9 @@ def _below_bounds(cfg: DictConfig) -> Iterator[str]:
             yield f"{key}={value} is below {low:g} ({what}): set it to {low:g} or more"
 
 
-def _targets(cfg: DictConfig) -> Iterator[str]:
+def _targets(cfg: DictConfig, imports: bool = True) -> Iterator[str]:
     for path, node in target_nodes(cfg):
-        yield from check_node(node, path)
+        yield from check_node(node, path, imports)
 
 
 def target_nodes(node: Any, prefix: str = "") -> Iterator[tuple[str, DictConfig]]:
@@ -190,17 +196,29 @@ def target_nodes(node: Any, prefix: str = "") -> Iterator[tuple[str, DictConfig]
             yield from target_nodes(child, f"{prefix}{i}.")
 
 
-def check_node(node: DictConfig, path: str) -> Iterator[str]:
-    """Problems of one `_target_` node: unknown, missing or wrong-typed arguments."""
-    target_name = node._target_
-    try:
-        target = get_object(target_name)
-    except Exception as exc:
-        yield f"{path}._target_={target_name!r} cannot be imported ({str(exc).splitlines()[0]})"
-        return
-    params, open_ended = signature_of(target)
-    params.update(signature_of(get_object(RUN_OPTIONS[path]))[0] if path in RUN_OPTIONS else {})
-    name = getattr(target, "__name__", str(target_name).rsplit(".", 1)[-1])
+def check_node(node: DictConfig, path: str, imports: bool = True) -> Iterator[str]:
+    """Problems of one `_target_` node: unknown, missing or wrong-typed arguments.
+
+    With `imports=False` a target whose module is not loaded is read from source, or left for the
+    full pass when it cannot be (static.py).
+    """
+    target_name = str(node._target_)
+    if not imports and not _loaded(target_name.rpartition(".")[0]):
+        found = static.signature(target_name)
+        options = static.signature(RUN_OPTIONS[path]) if path in RUN_OPTIONS else (None, {}, False)
+        if found is None or options is None:
+            return
+        name, params, open_ended = found
+        params.update(options[1])
+    else:
+        try:
+            target = get_object(target_name)
+        except Exception as exc:
+            yield f"{path}._target_={target_name!r} cannot be imported ({str(exc).splitlines()[0]})"
+            return
+        params, open_ended = signature_of(target)
+        params.update(signature_of(get_object(RUN_OPTIONS[path]))[0] if path in RUN_OPTIONS else {})
+        name = getattr(target, "__name__", target_name.rsplit(".", 1)[-1])
     partial = bool(node.get("_partial_", False))
     for key in node:
         if key in HYDRA_KEYS:
@@ -221,6 +239,11 @@ def check_node(node: DictConfig, path: str) -> Iterator[str]:
     for key, (param, _) in params.items():
         if param.default is inspect.Parameter.empty and key not in node and key not in supplied:
             yield f"{path}: {name} needs {key!r}: add {path}.{key}=<value>"
+
+
+def _loaded(module: str) -> bool:
+    """Whether `module` is imported already (its target is then checked as it is, for free)."""
+    return module in sys.modules
 
 
 def signature_of(target: Any) -> tuple[dict[str, tuple[inspect.Parameter, Any]], bool]:
@@ -290,89 +313,6 @@ def _hints(fn: Any) -> dict[str, Any]:
                 continue
         hints[pname] = ann
     return hints
-
-
-def conforms(value: Any, hint: Any) -> bool:
-    """Whether a config value can be passed where `hint` is annotated (unknown hints pass)."""
-    if hint is Any or hint is inspect.Parameter.empty or isinstance(hint, (str, typing.TypeVar)):
-        return True
-    if hint is None or hint is type(None):
-        return value is None
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(conforms(value, arg) for arg in args)
-    if origin is typing.Literal:
-        return value in args
-    if origin is typing.Annotated:
-        return conforms(value, args[0])
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if hint in (Path, os.PathLike) or origin is os.PathLike:
-        return isinstance(value, (str, os.PathLike))
-    if origin in (tuple, list, cabc.Sequence, cabc.Iterable, cabc.MutableSequence, set, frozenset):
-        if not isinstance(value, (list, tuple)):
-            return False
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            return len(value) == len(args) and all(conforms(v, a) for v, a in zip(value, args, strict=True))
-        item = args[0] if args else Any
-        return all(conforms(v, item) for v in value)
-    if origin in (dict, cabc.Mapping, cabc.MutableMapping) or hint in (dict, cabc.Mapping):
-        return isinstance(value, dict)
-    if hint in (list, tuple, cabc.Sequence):
-        return isinstance(value, (list, tuple))
-    if inspect.isclass(hint) and hint.__module__ != "builtins" and not isinstance(value, (int, float, str)):
-        return True  # an object the config cannot spell; built elsewhere
-    if inspect.isclass(hint):
-        try:
-            return isinstance(value, hint)
-        except TypeError:
-            return True
-    return True
-
-
-def describe(hint: Any) -> str:
-    """`hint` in words, for messages: 'a float', 'an integer or null', "one of 'A', 'B'"."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is None or hint is type(None):
-        return "null"
-    if origin in (typing.Union, types.UnionType):
-        literals = [v for a in args if typing.get_origin(a) is typing.Literal for v in typing.get_args(a)]
-        rest = [a for a in args if a is not type(None) and typing.get_origin(a) is not typing.Literal]
-        spellable = [a for a in rest if not (inspect.isclass(a) and a not in SPELLABLE)] or rest
-        words = [describe(a) for a in spellable]
-        if literals:
-            words.append(describe(typing.Literal[tuple(literals)]))
-        words = list(dict.fromkeys(w for w in words if w))
-        if type(None) in args:
-            words.append("null")
-        return " or ".join(words)
-    if origin is typing.Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if origin in (tuple, list, cabc.Sequence, cabc.Iterable):
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            return f"a list of {len(args)} values ({', '.join(describe(a) for a in args)})"
-        return f"a list of {_plural(describe(args[0]))}" if args else "a list"
-    if hint in SPELLABLE:
-        return SPELLABLE[hint]
-    if origin in (dict, cabc.Mapping) or hint is dict:
-        return "a mapping"
-    return getattr(hint, "__name__", str(hint))
-
-
-SPELLABLE = {bool: "true or false", int: "an integer", float: "a float", str: "a string", Path: "a path"}
-
-
-def _plural(words: str) -> str:
-    for article in ("an ", "a "):
-        if words.startswith(article):
-            return words[len(article) :] + "s"
-    return words
 
 
 def _wrong_type(path: str, value: Any, hint: Any, default: Any) -> str:

@@ -15,13 +15,14 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf, read_write
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 # what Lightning's launcher writes into os.environ for the ranks it starts
 _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "OMP_NUM_THREADS")
@@ -45,6 +46,7 @@ def cpu_count() -> int:
 
 def prepare_launch(trainer: pl.Trainer) -> None:
     """Make Lightning's script launcher start this job's ranks, with threads that fit the cores."""
+    import torch
     from pytorch_lightning.strategies.launchers import _SubprocessScriptLauncher
 
     launcher = getattr(trainer.strategy, "launcher", None)
@@ -113,6 +115,10 @@ def config_options(argv: list[str]) -> list[str]:
 
 def release_launch() -> None:
     """End this job's DDP: destroy its process group, restore the environment and thread count."""
+    if "torch" not in sys.modules:
+        return  # no run started in this process (a config error), so there is nothing to release
+    import torch
+
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     env = _saved.pop("env", None)
@@ -137,6 +143,8 @@ def announce_rank(trainer: pl.Trainer, cfg: Any) -> None:
     if trainer.world_size <= 1:
         return
     import hashlib
+
+    import torch
 
     overrides = []
     if HydraConfig.initialized():

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import torch
-
 from lightsuite.launch.ddp import cpu_count
 
 
@@ -32,6 +30,7 @@ def task_plugins() -> list[Any]:
     """
     if not in_slurm_task():
         return []
+    import torch
     from lightning_fabric.plugins.environments import SLURMEnvironment
 
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")

@@ -64,3 +64,42 @@ class ThrottledRichProgressBar(RichProgressBar):
         total = self.total_test_batches_current_dataloader
         if self._due(batch_idx, total):
             super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+
+class Stopwatch(pl.Callback):
+    """Where a run's wall time went: start-up (to its first training step), training, test.
+
+    `started` is a `time.perf_counter()` reading: the process's start for the first run of a
+    process (imports included), the call of `train` for later runs in the same process (a sweep).
+    Validation is part of training; a resumed run's start-up includes restoring its checkpoint.
+    """
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.first_step: float | None = None
+        self.fit_end: float | None = None
+        self.test_span: list[float] = []
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if self.first_step is None:
+            self.first_step = time.perf_counter()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.fit_end = time.perf_counter()
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.test_span = [time.perf_counter()]
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.test_span.append(time.perf_counter())
+
+    def summary(self) -> str | None:
+        """`start-up 4.1 s, training 20.3 s, test 0.9 s`; None for a run that never took a step."""
+        if self.first_step is None:
+            return None
+        parts = [f"start-up {self.first_step - self.started:.1f} s"]
+        if self.fit_end is not None:
+            parts.append(f"training {self.fit_end - self.first_step:.1f} s")
+        if len(self.test_span) == 2:
+            parts.append(f"test {self.test_span[1] - self.test_span[0]:.1f} s")
+        return ", ".join(parts)
