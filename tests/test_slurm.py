@@ -93,7 +93,10 @@ def _array(sweep: Path, deadline_s: float = 120) -> str:
 
 
 def _task_log(sweep: Path, array: str, job: int, task: int) -> str:
-    return (sweep / ".submitit" / f"{array}_{job}" / f"{array}_{job}_{task}_log.err").read_text()
+    """A SLURM task's stderr then stdout: Lightning is imported after Hydra sets up the job's logging,
+    so its lines go through Hydra's handlers (stdout and train.log), the suite's own lines to stderr."""
+    stem = sweep / ".submitit" / f"{array}_{job}" / f"{array}_{job}_{task}_log"
+    return "".join(Path(f"{stem}.{ext}").read_text() for ext in ("err", "out"))
 
 
 def _ranks(job_dir: Path) -> list[dict]:
