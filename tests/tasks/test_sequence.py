@@ -117,3 +117,34 @@ def test_each_backward_of_a_group_reaches_a_callback_set_on_the_instance(make_cf
 
 def test_without_backward_hooks_the_plain_backward_is_taken(make_cfg):
     assert _fit_groups(make_cfg).manual_backwards == 0
+
+
+class CountOptimizerSteps(pl.Callback):
+    """A callback with an optimizer-step hook: the updates must then go through Lightning's dispatch."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.calls += 1
+
+
+def test_the_raw_optimizer_step_gives_the_dispatched_steps_weights_and_count(make_cfg):
+    """Where nothing could notice, each update skips `LightningOptimizer.step` (the raw optimizer's step
+    between Lightning's two step counters): the same weights, clipped alike, and the same global_step."""
+    tasks, counter = {}, CountOptimizerSteps()
+    for name, callbacks in (("raw", ()), ("dispatched", (counter,))):
+        pl.seed_everything(4)
+        tasks[name] = _fit_groups(make_cfg, *callbacks)
+    raw, dispatched = tasks["raw"], tasks["dispatched"]
+    assert raw._plain_step and not dispatched._plain_step
+    assert raw.trainer.global_step == dispatched.trainer.global_step == counter.calls == 20
+    # the progress a checkpoint keeps (ready and completed steps), as Lightning counts it
+    progress = [
+        t.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.state_dict()
+        for t in (raw, dispatched)
+    ]
+    assert progress[0] == progress[1] and progress[0]["total"]["ready"] == 20
+    want = dispatched.net.state_dict()
+    for key, value in raw.net.state_dict().items():
+        torch.testing.assert_close(value, want[key], rtol=0, atol=0)

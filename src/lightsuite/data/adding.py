@@ -9,12 +9,11 @@ of 1/6 ≈ 0.167. Every split is drawn from its own stream of one seed.
 from __future__ import annotations
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from lightsuite.data.batches import loader
+from lightsuite.data.batches import ResidentDataModule, loader
 from lightsuite.errors import ConfigError
 
 
@@ -32,8 +31,8 @@ def adding_problem(num: int, seq_len: int, rng: np.random.Generator) -> tuple[Te
     return torch.tensor(x, dtype=torch.float32), torch.tensor(target[:, None], dtype=torch.float32)
 
 
-class AddingDataModule(pl.LightningDataModule):
-    """Seeded train/val/test sets of the adding problem."""
+class AddingDataModule(ResidentDataModule):
+    """Seeded train/val/test sets of the adding problem, on the training device (data/batches.py)."""
 
     net_kwargs = {"input_size": 2, "output_size": 1}
 
@@ -47,8 +46,9 @@ class AddingDataModule(pl.LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         batches_per_step: int = 1,
+        device_resident: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(device_resident)
         if seq_len < 2:
             raise ConfigError(f"data.seq_len={seq_len} must be >= 2 (one marked step in each half)")
         for key, value in (
@@ -67,12 +67,13 @@ class AddingDataModule(pl.LightningDataModule):
         self.sets: dict[str, dict[str, Tensor]] = {}
 
     def setup(self, stage: str | None = None) -> None:
-        if self.sets:
-            return
-        streams = np.random.SeedSequence(self.seed).spawn(3)
-        for (name, num), stream in zip(self.sizes.items(), streams, strict=True):
-            x, y = adding_problem(num, self.seq_len, np.random.default_rng(stream))
-            self.sets[name] = {"x": x, "y": y}
+        if not self.sets:
+            streams = np.random.SeedSequence(self.seed).spawn(3)
+            for (name, num), stream in zip(self.sizes.items(), streams, strict=True):
+                x, y = adding_problem(num, self.seq_len, np.random.default_rng(stream))
+                self.sets[name] = {"x": x, "y": y}
+        # on every call: a later fit or test may run on another device
+        self.sets = {name: self.place(tensors) for name, tensors in self.sets.items()}
 
     def train_dataloader(self) -> DataLoader:
         return loader(self.sets["train"], self.batch_size, shuffle=True, group=self.batches_per_step)

@@ -3,6 +3,13 @@
 Each batch is one indexing op with an index tensor (no per-sample calls, no collate). For training,
 `group` consecutive batches can be handed over together; the sequence tasks take one optimizer
 step per batch of the group (see tasks/sequence.py).
+
+The sets live on the training device: `ResidentDataModule.setup` moves them there once
+(`trainer.strategy.root_device`, each DDP rank its own copy to its own device), each epoch's index
+order follows them there, so a batch is a gather on the device, and Lightning's transfer of it is
+skipped. The loaders run in the training process (no workers: a gather needs none, and a worker
+could not index device tensors); without a trainer, or with `data.device_resident=false`, the sets
+stay on the host and Lightning copies each batch as before.
 """
 
 from __future__ import annotations
@@ -11,11 +18,17 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from lightsuite.data.image import BatchIndices
+from lightsuite.data.image import BatchIndices, resident_device, trainer_device
+
+
+def to_device(tensors: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    """The same named tensors on `device` (those already there are not copied)."""
+    return {key: value.to(device) for key, value in tensors.items()}
 
 
 class DictBatches(Dataset):
@@ -23,22 +36,34 @@ class DictBatches(Dataset):
 
     def __init__(self, tensors: dict[str, Tensor]) -> None:
         self.tensors = tensors
-        self.size = len(next(iter(tensors.values())))
+        first = next(iter(tensors.values()))
+        self.size, self.device = len(first), first.device
 
     def __len__(self) -> int:
         return self.size
 
     def __getitem__(self, index: Any) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         if isinstance(index, list):
-            return [self[i] for i in index]
+            # a group: one gather per tensor, split into its batches (views), not one gather per batch
+            sizes, indices = [len(part) for part in index], torch.cat(index)
+            whole = {key: value[indices].split(sizes) for key, value in self.tensors.items()}
+            return [{key: parts[i] for key, parts in whole.items()} for i in range(len(index))]
         return {key: value[index] for key, value in self.tensors.items()}
 
 
 class BatchGroups(BatchIndices):
     """`BatchIndices` handed over `group` batches at a time (see tasks/sequence.py for why)."""
 
-    def __init__(self, size: int, batch_size: int, shuffle: bool, group: int, seed: int) -> None:
-        super().__init__(size, batch_size, shuffle)
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        shuffle: bool,
+        group: int,
+        seed: int,
+        device: torch.device | None = None,
+    ) -> None:
+        super().__init__(size, batch_size, shuffle, device=device)
         self.group, self.seed = group, seed
         self.epoch = 0
 
@@ -57,8 +82,14 @@ class BatchGroups(BatchIndices):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         self.epoch += 1
         order = torch.randperm(self.size, generator=generator) if self.shuffle else torch.arange(self.size)
-        batches = list(order.split(self.batch_size))
+        # drawn on the host (the same order on every device), then moved once per epoch, beside the data
+        batches = list(order.to(self.device).split(self.batch_size))
         return iter(batches[i : i + self.group] for i in range(0, len(batches), self.group))
+
+
+def _as_drawn(batch: Any) -> Any:
+    # the dataset's gathers are the batch: `default_convert` would only walk it
+    return batch
 
 
 def loader(
@@ -67,6 +98,31 @@ def loader(
     """Batches of a dict of tensors; with `group`, lists of that many consecutive batches (training)."""
     data = DictBatches(tensors)
     if group is None:
-        return DataLoader(data, batch_size=None, sampler=BatchIndices(len(data), batch_size, shuffle))
-    sampler = BatchGroups(len(data), batch_size, shuffle, group, seed=torch.initial_seed())
-    return DataLoader(data, batch_size=None, sampler=sampler)
+        sampler = BatchIndices(len(data), batch_size, shuffle, device=data.device)
+    else:
+        sampler = BatchGroups(len(data), batch_size, shuffle, group, torch.initial_seed(), data.device)
+    return DataLoader(data, batch_size=None, sampler=sampler, collate_fn=_as_drawn)
+
+
+class ResidentDataModule(pl.LightningDataModule):
+    """Base of the DataModules whose sets are dicts of tensors: kept on the training device.
+
+    A subclass builds its sets in `setup` and passes each through `place`, on every call (a later
+    fit or test may run on another device).
+    """
+
+    def __init__(self, device_resident: bool = True) -> None:
+        super().__init__()
+        self.device_resident = device_resident
+        self.data_device = torch.device("cpu")
+
+    def place(self, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+        """`tensors` where this DataModule's batches are gathered (see the module docstring)."""
+        self.data_device = resident_device(trainer_device(self), 0, self.device_resident)
+        return to_device(tensors, self.data_device)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        if device == self.data_device:
+            # gathered there already: Lightning's walk over every tensor of the group would copy nothing
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)

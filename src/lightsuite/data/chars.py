@@ -9,11 +9,10 @@ from __future__ import annotations
 import sysconfig
 from pathlib import Path
 
-import pytorch_lightning as pl
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from lightsuite.data.batches import loader
+from lightsuite.data.batches import ResidentDataModule, loader
 from lightsuite.errors import ConfigError, DataNotFoundError
 from lightsuite.vocabulary import VOCAB_SIZE, encode
 
@@ -38,8 +37,11 @@ def stdlib_sources(max_chars: int) -> str:
     return "".join(parts)[:max_chars]
 
 
-class CharsDataModule(pl.LightningDataModule):
-    """Non-overlapping chunks of `seq_len + 1` characters; the text's last fractions validate and test."""
+class CharsDataModule(ResidentDataModule):
+    """Non-overlapping chunks of `seq_len + 1` characters; the text's last fractions validate and test.
+
+    The chunks are tensors on the training device (`ResidentDataModule`, data/batches.py).
+    """
 
     def __init__(
         self,
@@ -51,8 +53,9 @@ class CharsDataModule(pl.LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         batches_per_step: int = 1,
+        device_resident: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(device_resident)
         for key, value in (
             ("max_chars", max_chars),
             ("seq_len", seq_len),
@@ -86,8 +89,14 @@ class CharsDataModule(pl.LightningDataModule):
         return self.path.read_text(encoding="utf-8", errors="replace")[: self.max_chars]
 
     def setup(self, stage: str | None = None) -> None:
-        if self.chunks:
-            return
+        if not self.chunks:
+            self.chunks = self.cut_chunks()
+        # on every call: a later fit or test may run on another device
+        self.chunks = self.place(self.chunks)
+
+    def cut_chunks(self) -> dict[str, Tensor]:
+        """Each split's chunks as host tensors (`setup` places them): the text read and encoded."""
+        chunks = {}
         ids = encode(self.load_text())
         n = len(ids)
         n_test, n_val = int(self.test_fraction * n), int(self.val_fraction * n)
@@ -104,7 +113,8 @@ class CharsDataModule(pl.LightningDataModule):
                     f"data: the text has {n} characters, too few for one {stage_name} sequence of "
                     f"data.seq_len={self.seq_len} + 1; use a longer text or a smaller data.seq_len"
                 )
-            self.chunks[stage_name] = ids[start : start + count * size].view(count, size)
+            chunks[stage_name] = ids[start : start + count * size].view(count, size)
+        return chunks
 
     def train_dataloader(self) -> DataLoader:
         return loader(

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from lightsuite.data.image import BatchIndices, TensorBatches
+from lightsuite.data.image import BatchIndices, TensorBatches, resident_device, trainer_device
 from lightsuite.errors import ConfigError
 
 LAYOUTS = ("ring", "grid")
@@ -32,7 +32,11 @@ def mode_centers(layout: str, radius: float = 2.0) -> Tensor:
 
 
 class GaussiansDataModule(pl.LightningDataModule):
-    """Train/val/test point sets drawn from the mixture; batches are (points, mode index)."""
+    """Train/val/test point sets drawn from the mixture; batches are (points, mode index).
+
+    The points are drawn on the host and then held on the training device (`setup`), where each batch
+    is an index gather; `device_resident=false` keeps them on the host.
+    """
 
     def __init__(
         self,
@@ -44,6 +48,7 @@ class GaussiansDataModule(pl.LightningDataModule):
         num_test: int = 2000,
         batch_size: int = 256,
         seed: int = 0,
+        device_resident: bool = True,
     ) -> None:
         super().__init__()
         self.modes = mode_centers(layout, radius)  # also validates `layout`
@@ -58,6 +63,7 @@ class GaussiansDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.batch_size={batch_size} must be >= 1")
         self.layout, self.std, self.batch_size, self.seed = layout, std, batch_size, seed
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
+        self.device_resident = device_resident
         self.sets: dict[str, TensorBatches] = {}
 
     @property
@@ -77,13 +83,15 @@ class GaussiansDataModule(pl.LightningDataModule):
             for offset, (split, n) in enumerate(self.sizes.items()):
                 gen = torch.Generator().manual_seed(self.seed * 3 + offset)
                 self.sets[split] = TensorBatches(*self.sample(n, gen))
+        # on every call: a later fit or test may run on another device
+        device = resident_device(trainer_device(self), enabled=self.device_resident)
+        self.sets = {split: data.to(device) for split, data in self.sets.items()}
 
     def _loader(self, split: str) -> DataLoader:
         data = self.sets[split]
         train = split == "train"
-        return DataLoader(
-            data, sampler=BatchIndices(len(data), self.batch_size, shuffle=train), batch_size=None
-        )
+        sampler = BatchIndices(len(data), self.batch_size, shuffle=train, device=data.device)
+        return DataLoader(data, sampler=sampler, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

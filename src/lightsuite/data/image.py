@@ -3,6 +3,14 @@
 Batches leave the DataLoader as raw pixels (uint8, or floats in [0, 1]); scaling, augmentation and
 per-channel normalization happen in `on_after_batch_transfer`, on the training device, as a few
 tensor ops per batch.
+
+Sets held as tensors (`TensorBatches`: digits, the synthetic images, the Gaussians, and MNIST and
+CIFAR, which torchvision reads whole into memory) are moved once, in `setup`, to the training device
+(`trainer.strategy.root_device`, each DDP rank its own copy to its own device), so that a batch is an
+index gather there and Lightning's transfer finds it already in place. They stay on the host without a
+trainer, with `device_resident=false`, and with `num_workers > 0` (a worker process cannot index CUDA
+tensors; there the host tensors are indexed in workers and pinned). Image folders decode files in
+workers and stay on the host.
 """
 
 from __future__ import annotations
@@ -38,6 +46,35 @@ class TensorBatches(Dataset):
     def __getitem__(self, index: Any) -> tuple[Tensor, Tensor]:
         return self.images[index], self.labels[index]
 
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def to(self, device: torch.device) -> TensorBatches:
+        """The same set on `device` (itself where it is there already: no copy)."""
+        if self.images.device == device and self.labels.device == device:
+            return self
+        return TensorBatches(self.images.to(device), self.labels.to(device))
+
+
+def resident_device(
+    trainer_device: torch.device | None, num_workers: int = 0, enabled: bool = True
+) -> torch.device:
+    """Where an in-memory set lives: on the training device when this process indexes it, else the host.
+
+    No trainer (a loader built by hand) or `enabled=False` keeps the host; so does `num_workers > 0`,
+    since a DataLoader worker cannot index CUDA tensors.
+    """
+    if trainer_device is None or not enabled or num_workers > 0:
+        return torch.device("cpu")
+    return torch.device(trainer_device)
+
+
+def trainer_device(module: pl.LightningDataModule) -> torch.device | None:
+    """The training device of the trainer `module` is attached to, if any (each DDP rank its own)."""
+    trainer = module.trainer
+    return None if trainer is None else trainer.strategy.root_device
+
 
 class BatchIndices(DistributedSampler):
     """Index tensors of this rank's share of each batch, in an order fixed by (seed, epoch).
@@ -47,6 +84,8 @@ class BatchIndices(DistributedSampler):
     of `batch_size * num_replicas` is split between the ranks: 2 ranks x 64 see exactly the batches
     of 1 rank x 128, and no sample is repeated to pad a rank (evaluation counts each sample once).
     A DistributedSampler subclass, so that Lightning does not wrap it in its padding sampler.
+    The order is drawn on the host, then moved once per epoch to `device` (the data's), where the
+    batches are views of it: no index copy per batch.
     """
 
     def __init__(
@@ -57,10 +96,12 @@ class BatchIndices(DistributedSampler):
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        device: torch.device | None = None,
     ) -> None:
         # no super().__init__(): it would query the process group; the rank is given here
         self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
         self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
+        self.device = torch.device("cpu") if device is None else device
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -71,7 +112,8 @@ class BatchIndices(DistributedSampler):
             order = torch.randperm(self.size, generator=generator)
         else:
             order = torch.arange(self.size)
-        batches = order.split(self.global_batch)
+        # non-blocking: the copy of one epoch's order never waits for the device's queue
+        batches = order.to(self.device, non_blocking=True).split(self.global_batch)
         if self.shuffle:
             # training ranks must take equal numbers of steps: drop a tail too short to reach every rank
             batches = [batch for batch in batches if len(batch) >= self.num_replicas]
@@ -148,7 +190,9 @@ def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
 class ImageDataModule(pl.LightningDataModule):
     """Train/val/test loaders of labelled images, with device-side augmentation.
 
-    Subclasses implement `load_splits()` and set `input_shape` and `num_classes`.
+    Subclasses implement `load_splits()` and set `input_shape` and `num_classes`. Splits held as
+    `TensorBatches` move to the training device in `setup` (`device_resident=false` keeps them on
+    the host; `num_workers > 0` does too, as workers cannot index device tensors).
     """
 
     input_shape: tuple[int, int, int]
@@ -167,6 +211,7 @@ class ImageDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         download: bool = False,
         pixels: str = "standardized",
+        device_resident: bool = True,
     ) -> None:
         super().__init__()
         if pixels not in PIXEL_SCALINGS:
@@ -188,6 +233,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.download = download
         self.pixels = pixels
+        self.device_resident = device_resident
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -207,6 +253,12 @@ class ImageDataModule(pl.LightningDataModule):
         if self.train_set is None:
             self.train_set, self.val_set, self.test_set, self.mean, self.std = self.load_splits()
             self._affine = None
+        # on every call: a later fit or test may run on another device
+        device = resident_device(trainer_device(self), self.num_workers, self.device_resident)
+        self.train_set, self.val_set, self.test_set = (
+            data.to(device) if isinstance(data, TensorBatches) else data
+            for data in (self.train_set, self.val_set, self.test_set)
+        )
 
     def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader:
         if dataset is None:
@@ -216,10 +268,23 @@ class ImageDataModule(pl.LightningDataModule):
         ranks, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         if isinstance(dataset, TensorBatches):
             # the run's seed (seed_everything sets it) fixes each epoch's order
-            sampler = BatchIndices(len(dataset), size, train, torch.initial_seed(), ranks, rank)
+            seed = torch.initial_seed()
+            sampler = BatchIndices(len(dataset), size, train, seed, ranks, rank, dataset.device)
+            # host tensors only: workers cannot index device tensors, nor can those be pinned
+            host = dataset.device.type == "cpu"
+            workers = self.num_workers if host else 0
+            to_cuda = (trainer_device(self) or dataset.device).type == "cuda"
             # its own generator: creating an iterator then draws nothing from the global RNG, whose
             # state a resumed run restores (run/resume.py) and must find where it was left
-            return DataLoader(dataset, sampler=sampler, batch_size=None, generator=torch.Generator())
+            return DataLoader(
+                dataset,
+                sampler=sampler,
+                batch_size=None,
+                generator=torch.Generator(),
+                num_workers=workers,
+                persistent_workers=workers > 0,
+                pin_memory=host and to_cuda,
+            )
         return DataLoader(
             dataset,
             batch_size=size,
@@ -268,7 +333,13 @@ class ImageDataModule(pl.LightningDataModule):
 
 
 class TensorImageDataModule(ImageDataModule):
-    """A data set small enough to hold as tensors; subclasses implement `load_arrays`."""
+    """A data set small enough to hold as tensors; subclasses implement `load_arrays`.
+
+    Held whole, it is held on the training device too (see `setup`): digits and the synthetic images
+    are generated in memory, and torchvision's MNIST and CIFAR classes read their files whole into
+    arrays anyway (CIFAR-10/100 are 180 MB as uint8, MNIST 55 MB), so one copy per device costs less
+    than copying each batch there. Sets that read files per sample (image folders) stay on the host.
+    """
 
     def load_arrays(self, train: bool) -> tuple[Tensor, Tensor]:
         """Images (N, C, H, W; uint8 or floats in [0, 1]) and int64 labels of the train or test set."""

@@ -15,12 +15,11 @@ metrics are computed on the original scale.
 from __future__ import annotations
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from lightsuite.data.batches import loader
+from lightsuite.data.batches import ResidentDataModule, loader
 from lightsuite.errors import ConfigError
 
 STAGES = ("train", "val", "test")
@@ -67,8 +66,12 @@ class SeriesTransform:
         return torch.expm1(z) if self.log else z
 
 
-class SeriesDataModule(pl.LightningDataModule):
-    """Forecasting windows of one series; subclasses implement `load_series()`."""
+class SeriesDataModule(ResidentDataModule):
+    """Forecasting windows of one series; subclasses implement `load_series()`.
+
+    The windows are tensors on the training device (`ResidentDataModule`, data/batches.py); the
+    series itself, its times and the transform stay on the host for the baselines and the plots.
+    """
 
     def __init__(
         self,
@@ -83,8 +86,9 @@ class SeriesDataModule(pl.LightningDataModule):
         difference: bool = False,
         recursive: bool = False,
         batches_per_step: int = 1,
+        device_resident: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(device_resident)
         for key, value in (("lookback", lookback), ("horizon", horizon), ("period", period)):
             if value < 1:
                 raise ConfigError(f"data.{key}={value} must be >= 1")
@@ -137,8 +141,13 @@ class SeriesDataModule(pl.LightningDataModule):
         return np.arange(max(start, first_input + self.lookback), end - self.horizon + 1)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.series is not None:
-            return
+        if self.series is None:
+            self.windows = self.cut_windows()
+        # on every call: a later fit or test may run on another device
+        self.windows = {s: self.place(w) for s, w in self.windows.items()}
+
+    def cut_windows(self) -> dict[str, dict[str, Tensor]]:
+        """Each segment's windows as host tensors (`setup` places them); reads and transforms the series."""
         y, cov, times = self.load_series()
         n = len(y)
         self.series, self.times = y.astype(np.float64), times
@@ -159,9 +168,10 @@ class SeriesDataModule(pl.LightningDataModule):
         features = np.concatenate([scaled[:, None], cov_scaled], axis=1)
         steps = np.arange(self.horizon)
         lags = np.arange(-self.lookback, 0)
+        windows = {}
         for s in STAGES:
             t = self.origins(s)
-            self.windows[s] = {
+            windows[s] = {
                 "x": torch.tensor(features[t[:, None] + lags], dtype=torch.float32),
                 "y": torch.tensor(scaled[t[:, None] + steps], dtype=torch.float32),
                 # covariates over the horizon: what a recursive forecast feeds beside its own outputs
@@ -170,6 +180,7 @@ class SeriesDataModule(pl.LightningDataModule):
                 "actual": torch.tensor(self.series[t[:, None] + steps], dtype=torch.float64),
                 "origin": torch.tensor(t, dtype=torch.long),
             }
+        return windows
 
     def train_dataloader(self) -> DataLoader:
         return loader(self.windows["train"], self.batch_size, shuffle=True, group=self.batches_per_step)

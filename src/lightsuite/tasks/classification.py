@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
@@ -22,6 +23,7 @@ from lightsuite.io import save_png
 from lightsuite.tasks.attacks import ATTACKS, PixelScaling, check_attack, fgsm, fooling_images, pgd
 from lightsuite.tasks.gan.pictures import image_grid
 from lightsuite.tasks.metrics import TopKAccuracy
+from lightsuite.tasks.optim import make_optimizer, to_channels_last, uses_channels_last
 from lightsuite.tasks.pictures import WorstImages, write_test_pictures
 from lightsuite.tasks.steps import logs_this_step, raise_if_diverged
 
@@ -41,6 +43,10 @@ class ClassificationTask(pl.LightningModule):
     `val/robust_acc` under the same attack beside the clean `val/acc`; `train/` metrics are then
     those of the adversarial examples. A checkpoint keeps the data's pixel scaling, so that
     `lightsuite-sample` can draw fooling images from it (`sample_to`).
+
+    On CUDA the optimizer is fused where torch has a fused kernel for it, and a convolutional `net`
+    runs in channels_last memory (`channels_last=null`: on CUDA only; true or false forces it), see
+    tasks/optim.py.
     """
 
     # what `lightsuite-report` plots for this family unless told otherwise
@@ -59,6 +65,7 @@ class ClassificationTask(pl.LightningModule):
         adversarial_step_size: float | None = None,
         test_pictures: bool = True,
         num_worst_images: int = 16,
+        channels_last: bool | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
@@ -77,6 +84,8 @@ class ClassificationTask(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.label_smoothing = label_smoothing
+        # the setting, and what `setup` made of it on the trainer's device
+        self.channels_last, self._channels_last = channels_last, False
         num_classes = num_classes or getattr(net, "num_classes", None)
         if num_classes is None:
             raise ConfigError("task.num_classes is not set and the network has no `num_classes` attribute")
@@ -105,9 +114,17 @@ class ClassificationTask(pl.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
+    def setup(self, stage: str) -> None:
+        # before Lightning moves the weights to the device (which keeps their layout) and before
+        # the optimizer sees them
+        device = self.trainer.strategy.root_device
+        self._channels_last = uses_channels_last(self.channels_last, device, self.net)
+        if self._channels_last:
+            self.net.to(memory_format=torch.channels_last)
+
     def _step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         x, y = batch
-        logits = self(x)
+        logits = self(to_channels_last(x) if self._channels_last else x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         return loss, logits.detach(), y
 
@@ -201,7 +218,7 @@ class ClassificationTask(pl.LightningModule):
                 write_test_pictures(matrix, worst, run_dir, self.loggers, self.global_step, datamodule)
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizer = make_optimizer(self.optimizer_factory, self.parameters())
         if self.scheduler_factory is None:
             return optimizer
         total = self.trainer.estimated_stepping_batches

@@ -30,6 +30,7 @@ from lightsuite.tasks.gan.fid import FeatureSource
 from lightsuite.tasks.gan.losses import LOSSES, d_loss, g_loss, gradient_penalty, pack_samples
 from lightsuite.tasks.gan.pictures import image_grid, log_image, scatter_plot
 from lightsuite.tasks.gan.sampling import write_samples
+from lightsuite.tasks.optim import make_optimizer, to_channels_last, uses_channels_last
 from lightsuite.tasks.steps import (
     BACKWARD_HOOKS,
     OPTIMIZER_STEP_HOOKS,
@@ -43,7 +44,8 @@ class GANTask(pl.LightningModule):
     and, offline, `val/modes_covered` + `val/hq_ratio` (2-D mixtures) or `val/fid` + `val/class_confidence`
     (images). `g_optimizer` and `d_optimizer` are partials (Hydra `_partial_: true`) taking parameters.
     A conditional `net` (`model.conditional=true`) is fed the batch's labels, and its test adds
-    `test/class_match` and `test/class_match_<k>`.
+    `test/class_match` and `test/class_match_<k>`. On CUDA the optimizers are fused where torch can, and
+    convolutional G and D run in channels_last (`channels_last=null`: on CUDA only), see tasks/optim.py.
     """
 
     report_metrics: tuple[str, ...] = (
@@ -77,6 +79,7 @@ class GANTask(pl.LightningModule):
         fid_classifier_epochs: int = 10,
         fid_inception_weights: str | None = None,
         fid_features: FeatureSource | None = None,
+        channels_last: bool | None = None,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -118,6 +121,7 @@ class GANTask(pl.LightningModule):
         self.ema_decay, self.grad_clip, self.rounds_per_step = ema_decay, grad_clip, rounds_per_step
         self.num_eval_samples, self.eval_batch_size = num_eval_samples, eval_batch_size
         self.sample_every_n_epochs = sample_every_n_epochs
+        self.channels_last, self._channels_last = channels_last, False  # the setting; setup's decision
         # the exponential moving average of G's weights samples and is evaluated when on
         self.ema = copy.deepcopy(net.generator).requires_grad_(False) if ema_decay is not None else None
         # one noise batch for every picture of a run, so pictures of successive epochs compare
@@ -176,8 +180,8 @@ class GANTask(pl.LightningModule):
     # --- training ------------------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         return [
-            self.g_optimizer_factory(self.net.generator.parameters()),
-            self.d_optimizer_factory(self.net.discriminator.parameters()),
+            make_optimizer(self.g_optimizer_factory, self.net.generator.parameters()),
+            make_optimizer(self.d_optimizer_factory, self.net.discriminator.parameters()),
         ]
 
     def _step(self, opt: Any, loss: Tensor, lean: bool = False) -> None:
@@ -243,7 +247,7 @@ class GANTask(pl.LightningModule):
             b_ema.copy_(b)  # BatchNorm statistics follow G's
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        real = batch[0]
+        real = to_channels_last(batch[0]) if self._channels_last else batch[0]
         g_opt, d_opt = self.optimizers()
         slices = self.rounds_per_step * self.n_critic
         size = len(real) // slices // self.pack * self.pack
@@ -292,6 +296,11 @@ class GANTask(pl.LightningModule):
             trainer.default_root_dir,
             trainer.world_size,
         )
+        # before Lightning moves the weights (keeping their layout) and the optimizers see them
+        self._channels_last = uses_channels_last(self.channels_last, trainer.strategy.root_device, self.net)
+        if self._channels_last:
+            for net in [m for m in (self.net, self.ema) if m is not None]:
+                net.to(memory_format=torch.channels_last)
         if stage == "fit" and not self.trainer.fast_dev_run:  # fast_dev_run skips those callbacks
             self._check_monitors()
 
