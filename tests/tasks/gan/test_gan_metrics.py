@@ -143,7 +143,8 @@ def test_fid_and_its_reference_are_the_closed_form_on_the_right_splits():
     evaluation.feature_net = FeatureClassifier(_Pixels(3))
     evaluation.reference = evaluation._fid()
     labels = torch.zeros(200, dtype=torch.long)
-    for batch in data["train"].split(150):  # as training_step feeds it, a batch at a time
+    # as training_step feeds it, a batch at a time; past num_reference (400) batches are not taken
+    for batch in [*data["train"].split(150), data["test"][:150]]:
         evaluation.see_training_batch(batch)
     for stage in ("val", "test"):
         for batch in data[stage].split(200):

@@ -56,6 +56,7 @@ class GANEvaluation:
         # the floor a perfect generator would reach
         self.reference: FrechetInceptionDistance | None = None
         self.reference_value: float | None = None
+        self.reference_seen = 0
 
     def _wants_classifier(self, datamodule: Any, sample_shape: tuple[int, ...]) -> bool:
         """Whether this data is scored with the FID classifier; refuses settings that cannot work."""
@@ -103,6 +104,7 @@ class GANEvaluation:
         net = self.features.load(self.recipe, datamodule, sample_shape, device, run_dir, world_size)
         self.feature_net = net.to(device)
         self.reference = self._fid()
+        self.reference_seen = 0  # a Python count: the metric's own is a device tensor (a sync per read)
 
     def _fid(self) -> FrechetInceptionDistance:
         # real statistics are gathered once per stage and kept across resets; fakes are redrawn each time
@@ -139,15 +141,11 @@ class GANEvaluation:
     def see_training_batch(self, real: Tensor) -> None:
         """Real training images for the reference FID, until `num_reference` have been seen."""
         ref = self.reference
-        if (
-            ref is None
-            or self.reference_value is not None
-            or ref.fake_features_num_samples >= self.num_reference
-        ):
+        if ref is None or self.reference_value is not None or self.reference_seen >= self.num_reference:
             return
-        ref.update(
-            real[: self.num_reference - int(ref.fake_features_num_samples)].to(self.device), real=False
-        )
+        taken = real[: self.num_reference - self.reference_seen]
+        ref.update(taken.to(self.device), real=False)
+        self.reference_seen += len(taken)
 
     @torch.no_grad()
     def see_real_batch(self, stage: str, real: Tensor, labels: Tensor) -> None:
