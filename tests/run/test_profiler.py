@@ -70,7 +70,7 @@ def test_the_advanced_profile_is_cprofile_of_each_action(make_cfg, tmp_path):
 
 @pytest.mark.slow
 def test_the_torch_profiler_leaves_a_trace_tensorboard_reads(make_cfg, tmp_path):
-    # debug=profiler's validation batches (3 of digits, 2 sanity): under 5 in all, Lightning drops the trace schedule
+    # debug=profiler's validation steps (3 batches, 2 sanity): under 5, Lightning drops the trace schedule
     train(make_cfg("train", [*FAST, "trainer.limit_train_batches=10", "debug=profiler", "profiler=pytorch"]))
     profile = tmp_path / "run" / "profile"
     (trace,) = profile.glob("fit-profile-*training_step*.pt.trace.json")
