@@ -16,6 +16,11 @@ interval is the hand step itself. Totals over the steady-state steps give images
     .venv/bin/python benchmarks/overhead.py               # both shapes
     .venv/bin/python benchmarks/overhead.py --shapes 1x8x8 --steps 400 --threads 1
     .venv/bin/python benchmarks/overhead.py --bare     # also a bare Trainer around the same task
+    .venv/bin/python benchmarks/overhead.py --compile  # the suite's compiled path (compile=true)
+
+With `--compile` the suite's network is compiled (`compile=true`, run/compile.py) and the hand loop
+stays eager: the ratio is the fast path against the loop a user would write. The first compiled step
+(its compile time) falls in the warm-up and is printed apart, as `compile <shape> <seconds>`.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from lightsuite import CONFIG_DIR
 from lightsuite.data.synthetic import SyntheticImageDataModule
 from lightsuite.models.resnet import resnet20
 from lightsuite.run.build import build, build_all
+from lightsuite.run.compile import compile_callbacks
 from lightsuite.run.loggers import built_loggers
 from lightsuite.tasks.schedules import cosine
 
@@ -81,9 +87,17 @@ class Interleave(pl.Callback):
         self.hand_time = self.light_time = 0.0
         self.steps = 0
         self._hand_end: float | None = None
+        self._first_start: float | None = None
+        self.first_step = 0.0  # the first lightsuite step: a compiled run's compile time
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._first_start is None:
+            self._first_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         start = time.perf_counter()
+        if self._hand_end is None:
+            self.first_step = start - self._first_start
         measured = trainer.global_step > self.warmup and self._hand_end is not None
         if measured:  # the lightsuite step that just ended, from the end of the last hand step
             self.light_time += start - self._hand_end
@@ -104,8 +118,10 @@ BARE = [
 ]
 
 
-def run_pair(shape: tuple[int, int, int], steps: int, warmup: int, bare: bool = False) -> tuple[float, float]:
-    """Images/s of (hand loop, lightsuite) over the same interleaved steps."""
+def run_pair(
+    shape: tuple[int, int, int], steps: int, warmup: int, bare: bool = False, compiled: bool = False
+) -> tuple[float, float, float]:
+    """Images/s of (hand loop, lightsuite) over the same interleaved steps; lightsuite's first step (s)."""
     with tempfile.TemporaryDirectory() as out, initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         cfg = compose(
             "train",
@@ -120,20 +136,21 @@ def run_pair(shape: tuple[int, int, int], steps: int, warmup: int, bare: bool = 
                 "trainer.max_epochs=1",
                 f"paths.output_dir={out}",
                 *(BARE if bare else []),
+                f"compile={str(compiled).lower()}",
             ],
         )
         torch.manual_seed(0)
         datamodule = build(cfg.data, "data")
         task = build(cfg.task, "task", net=build(cfg.model, "model", **datamodule.net_kwargs))
         clock = Interleave(HandLoop(shape, steps), warmup)
-        callbacks = [*build_all(cfg.callbacks, "callbacks"), clock]
+        callbacks = [*build_all(cfg.callbacks, "callbacks"), *compile_callbacks(cfg), clock]
         for cb in callbacks:
             if isinstance(cb, RichProgressBar):  # draw as in a terminal, without flooding this one
                 cb._console_kwargs = {"force_terminal": True, "file": DEVNULL}
         with built_loggers(cfg.logger) as loggers:
             trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
             trainer.fit(task, datamodule=datamodule)
-    return clock.steps * BATCH / clock.hand_time, clock.steps * BATCH / clock.light_time
+    return clock.steps * BATCH / clock.hand_time, clock.steps * BATCH / clock.light_time, clock.first_step
 
 
 def main() -> None:
@@ -144,6 +161,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--bare", action="store_true", help="also time a bare Trainer (no callbacks/loggers)")
+    parser.add_argument("--compile", action="store_true", help="compile the suite's network (compile=true)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -151,14 +169,20 @@ def main() -> None:
     for name in args.shapes:
         shape = tuple(int(v) for v in name.split("x"))
         steps = args.steps or (40 if shape[-1] >= 32 else 300)
-        runs = [run_pair(shape, steps, args.warmup) for _ in range(args.repeats)]
-        ratios = [light / hand for hand, light in runs]
-        for hand, light in runs:
-            print(f"{name}: hand {hand:8.1f} img/s  lightsuite {light:8.1f} img/s  ratio {light / hand:.3f}")
-        print(f"ratio {name} {statistics.median(ratios):.3f}")
+        runs = [run_pair(shape, steps, args.warmup, compiled=args.compile) for _ in range(args.repeats)]
+        ratios = [light / hand for hand, light, _ in runs]
+        for hand, light, first in runs:
+            print(
+                f"{name}: hand {hand:8.1f} img/s  lightsuite {light:8.1f} img/s  ratio {light / hand:.3f}"
+                f"  first step {first:.1f} s"
+            )
+        case = f"{name}-compiled" if args.compile else name
+        print(f"ratio {case} {statistics.median(ratios):.3f}")
+        if args.compile:
+            print(f"compile {name} {statistics.median(first for _, _, first in runs):.1f}")
         if args.bare:
             bare = [
-                light / hand for hand, light in (run_pair(shape, steps, args.warmup, True) for _ in ratios)
+                light / hand for hand, light, _ in (run_pair(shape, steps, args.warmup, True) for _ in ratios)
             ]
             print(f"ratio-bare-trainer {name} {statistics.median(bare):.3f}")
 

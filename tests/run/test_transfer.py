@@ -145,7 +145,7 @@ def test_bad_init_from_is_one_line_before_any_work(pretrained, tmp_path):
 
 
 def test_bad_freeze_settings_are_one_line(tmp_path):
-    with pytest.raises(ConfigError, match=re.escape("task.freeze='head' is not one of 'backbone' or null")):
+    with pytest.raises(ConfigError, match=re.escape("task.freeze='head' is not 'backbone' or null")):
         check_config(compose_cfg(["task.freeze=head"], tmp_path / "a"))
     refusals = {
         "task.unfreeze_at_epoch=2": "has nothing to unfreeze: add task.freeze=backbone",

@@ -43,6 +43,7 @@ TOP_LEVEL: dict[str, Any] = {
     "train": bool,
     "test": bool,
     "dry_run": bool,
+    "compile": bool | typing.Literal["auto"],
     "ckpt_path": str | None,
     "optimized_metric": str | None,
     "use_run_config": bool,

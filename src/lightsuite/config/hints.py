@@ -76,7 +76,7 @@ def describe(hint: Any) -> str:
             words.append("null")
         return " or ".join(words)
     if origin is typing.Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
+        return repr(args[0]) if len(args) == 1 else "one of " + ", ".join(repr(a) for a in args)
     if origin in (tuple, list, cabc.Sequence, cabc.Iterable):
         if origin is tuple and args and args[-1] is not Ellipsis:
             return f"a list of {len(args)} values ({', '.join(describe(a) for a in args)})"

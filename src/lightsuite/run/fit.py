@@ -19,6 +19,7 @@ from lightsuite.launch.slurm_task import task_plugins
 from lightsuite.run.build import build, build_all, prepare_run, refusals_named, report_dry_run
 from lightsuite.run.callbacks import Stopwatch
 from lightsuite.run.checkpoints import RunRecord
+from lightsuite.run.compile import compile_callbacks
 from lightsuite.run.files import float_metrics, save_metrics
 from lightsuite.run.loggers import built_loggers
 from lightsuite.run.resume import (
@@ -72,6 +73,7 @@ def fit_and_test(cfg: DictConfig, started: float | None = None) -> dict[str, flo
     callbacks += trial_callbacks(cfg)
     # `task.freeze=backbone`: the head trains alone until `task.unfreeze_at_epoch`
     callbacks += freezing_callbacks(cfg, task)
+    callbacks += compile_callbacks(cfg)
 
     metrics: dict[str, float] = {}
     with built_loggers(cfg.get("logger")) as loggers:
