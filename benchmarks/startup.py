@@ -41,13 +41,15 @@ def _cases(run_root: Path) -> dict[str, list[str]]:
             "trainer.limit_train_batches=2",
             "trainer.limit_val_batches=1",
             "trainer.limit_test_batches=1",
-            f"hydra.run.dir={run_root}/run",
+            f"hydra.run.dir={run_root}/run",  # a new dir per call (see `_time`)
         ],
     }
 
 
 def _time(command: list[str], env: dict[str, str]) -> float:
     """Seconds to the answer: the whole process, or for a run its own start-up figure."""
+    if "trainer.max_epochs=1" in command:  # a fresh run dir: a finished one would only be read back
+        command = [*command[:-1], f"{command[-1]}{time.monotonic_ns()}"]
     start = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     elapsed = time.perf_counter() - start

@@ -1,12 +1,15 @@
 """scikit-learn's digits: a fixed test draw, a seeded train/val split of the rest, pixels in [0, 1]."""
 
+import importlib.util
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
 from sklearn.datasets import load_digits
 
+from lightsuite.data.digits import digits_arrays
 from lightsuite.errors import ConfigError, user_error
 
 
@@ -117,3 +120,13 @@ def test_bad_class_subsets_are_refused(make_cfg, overrides, refusal):
         ready(make_cfg, *overrides)
     assert isinstance(user_error(refused.value), ConfigError)
     assert str(user_error(refused.value)).startswith(refusal)
+
+
+def test_the_shipped_file_reads_as_load_digits_and_without_it_load_digits_is_used(monkeypatch):
+    digits = load_digits()
+    images, targets = digits_arrays()
+    assert np.array_equal(images, digits.images) and np.array_equal(targets, digits.target)
+    assert images.dtype == digits.images.dtype and targets.dtype == digits.target.dtype
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # no file to be found
+    images, targets = digits_arrays()
+    assert np.array_equal(images, digits.images) and np.array_equal(targets, digits.target)
