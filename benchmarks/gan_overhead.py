@@ -33,6 +33,7 @@ from pytorch_lightning.callbacks import RichProgressBar
 
 from lightsuite import CONFIG_DIR
 from lightsuite.run.build import build, build_all
+from lightsuite.run.compile import compile_callbacks
 from lightsuite.run.loggers import built_loggers
 
 DEVNULL = open(os.devnull, "w")  # noqa: SIM115
@@ -119,11 +120,14 @@ class Interleave(pl.Callback):
             self.batches += 1
 
 
-def run_pair(case: str, warmup: int, rounds_per_step: int | None) -> tuple[float, float]:
+def run_pair(
+    case: str, warmup: int, rounds_per_step: int | None, compiled: bool = False
+) -> tuple[float, float]:
     """Rounds/s of (hand loop, lightsuite) over the same interleaved steps."""
     overrides, batch, steps = CASES[case]
     with tempfile.TemporaryDirectory() as out, initialize_config_dir(CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, f"paths.output_dir={out}", "trainer.max_epochs=1"])
+        settings = [f"paths.output_dir={out}", "trainer.max_epochs=1", f"compile={str(compiled).lower()}"]
+        cfg = compose("train", overrides=[*overrides, *settings])
         rounds = rounds_per_step or cfg.task.rounds_per_step
         cfg.task.rounds_per_step = rounds
         cfg.task.num_eval_samples = 64
@@ -138,7 +142,7 @@ def run_pair(case: str, warmup: int, rounds_per_step: int | None) -> tuple[float
         torch.manual_seed(0)
         hand_net = build(cfg.model, "model", **datamodule.net_kwargs)
         clock = Interleave(HandLoop(hand_net, task), warmup)
-        callbacks = [*build_all(cfg.callbacks, "callbacks"), clock]
+        callbacks = [*build_all(cfg.callbacks, "callbacks"), *compile_callbacks(cfg), clock]
         for cb in callbacks:
             if isinstance(cb, RichProgressBar):
                 cb._console_kwargs = {"force_terminal": True, "file": DEVNULL}
@@ -158,18 +162,22 @@ def main() -> None:
         "--rounds-per-step", type=int, default=None, help="override the case's rounds per step"
     )
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
+    parser.add_argument(
+        "--compile", action="store_true", help="compile G and D (compile=true); the hand loop stays eager"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, pytorch_lightning {pl.__version__}")
     for case in args.cases:
-        runs = [run_pair(case, args.warmup, args.rounds_per_step) for _ in range(args.repeats)]
+        runs = [run_pair(case, args.warmup, args.rounds_per_step, args.compile) for _ in range(args.repeats)]
         for hand, light in runs:
             print(
                 f"{case}: hand {hand:8.1f} rounds/s  lightsuite {light:8.1f} rounds/s  "
                 f"ratio {light / hand:.3f}"
             )
-        print(f"ratio {case} {statistics.median(light / hand for hand, light in runs):.3f}")
+        name = f"{case}-compiled" if args.compile else case
+        print(f"ratio {name} {statistics.median(light / hand for hand, light in runs):.3f}")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from pytorch_lightning.callbacks import RichProgressBar
 
 from lightsuite import CONFIG_DIR
 from lightsuite.run.build import build, build_all
+from lightsuite.run.compile import compile_callbacks
 from lightsuite.run.loggers import built_loggers
 
 DEVNULL = open(os.devnull, "w")  # noqa: SIM115
@@ -86,18 +87,22 @@ class Interleave(pl.Callback):
             self.samples += sum(len(part["x"]) for part in batch)
 
 
-def run_pair(case: str, group: int, steps: int, warmup: int) -> tuple[float, float]:
+def run_pair(
+    case: str, group: int, steps: int, warmup: int, compiled: bool = False, model: str | None = None
+) -> tuple[float, float]:
     """Samples/s of (hand loop, lightsuite) over the same interleaved steps."""
     with tempfile.TemporaryDirectory() as out, initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         cfg = compose(
             "train",
             overrides=[
                 *CASES[case],
+                *([f"model={model}"] if model else []),
                 f"data.batches_per_step={group}",
                 "trainer.max_epochs=1",
                 "trainer.limit_val_batches=1",
                 "+trainer.num_sanity_val_steps=0",
                 f"paths.output_dir={out}",
+                f"compile={str(compiled).lower()}",
                 *([f"data.num_train={steps * 64}"] if case == "adding" else []),
             ],
         )
@@ -110,7 +115,7 @@ def run_pair(case: str, group: int, steps: int, warmup: int) -> tuple[float, flo
             reps = -(-steps * 64 // len(train["x"]))
             datamodule.windows["train"] = {k: v.repeat(reps, *[1] * (v.dim() - 1)) for k, v in train.items()}
         clock = Interleave(HandLoop(task, "y"), warmup)
-        callbacks = [*build_all(cfg.callbacks, "callbacks"), clock]
+        callbacks = [*build_all(cfg.callbacks, "callbacks"), *compile_callbacks(cfg), clock]
         for cb in callbacks:
             if isinstance(cb, RichProgressBar):
                 cb._console_kwargs = {"force_terminal": True, "file": DEVNULL}
@@ -128,6 +133,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="lightsuite steps left out at the start")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--compile", action="store_true", help="compile the network (compile=true)")
+    parser.add_argument("--model", default=None, help="a model group file instead of the experiment's")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -135,12 +142,17 @@ def main() -> None:
     for case in args.cases:
         steps = args.steps or {"sunspots": 400, "adding": 60}[case]
         for group in args.group:
-            runs = [run_pair(case, group, steps, args.warmup) for _ in range(args.repeats)]
+            runs = [
+                run_pair(case, group, steps, args.warmup, args.compile, args.model)
+                for _ in range(args.repeats)
+            ]
             ratios = [light / hand for hand, light in runs]
             for hand, light in runs:
                 rates = f"hand {hand:9.1f}/s  lightsuite {light:9.1f}/s"
                 print(f"{case} k={group}: {rates}  ratio {light / hand:.3f}")
-            print(f"ratio {case}-k{group} {statistics.median(ratios):.3f}")
+            model = f"-{args.model}" if args.model else ""
+            name = f"{case}{model}-k{group}{'-compiled' if args.compile else ''}"
+            print(f"ratio {name} {statistics.median(ratios):.3f}")
 
 
 if __name__ == "__main__":

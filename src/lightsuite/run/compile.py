@@ -42,8 +42,8 @@ BACKEND: Any = "inductor"
 # fusion saves
 BREAK_EVEN: dict[str, dict[str, float]] = {
     "cpu": {
-        "classification, images under 32 px": 9_500,
-        "classification, images of 32 px and up": 200,
+        "classification, images under 32 px": 5_000,
+        "classification, images of 32 px and up": 250,
         "gan": math.inf,
         "sequence, fused cells": math.inf,
         "sequence, lstm_equations": 7_700,
