@@ -100,6 +100,7 @@ def test_a_run_without_a_cache_dir_caches_in_its_run_dir_and_a_second_run_reuses
     old = torch.load(OLD_GAN, map_location="cpu", weights_only=True)["lightsuite"]["config"]["task"]
     # (less the transfer-learning keys every task node gained later, all off by default)
     transfer = {option.name for option in fields(TransferOptions)}
+    transfer.add("channels_last")  # added with the GPU path (issue 20), null by default
     assert set(second.task) - transfer == set(old) and old["_target_"] == "lightsuite.tasks.gan.GANTask"
     with open_dict(second):
         second.task._target_ = old["_target_"]
