@@ -65,6 +65,7 @@ AT_LEAST: dict[str, tuple[float, str]] = {
     "task.scheduler.warmup_steps": (0, "steps of linear warmup"),
     "task.scheduler.warmup_start": (0, "the fraction of the lr warmup starts from"),
     "task.scheduler.min_lr_ratio": (0, "the fraction of the lr cosine decays to"),
+    "callbacks.mid_epoch_checkpoint.every_n_steps": (1, "optimizer steps between mid-epoch checkpoints"),
 }
 
 # where targets that end in a bare `**kwargs` send them, so those keywords are checked too
@@ -82,7 +83,12 @@ def check_config(cfg: DictConfig, imports: bool = True) -> None:
     (static.py), importing nothing: the entry points run this pass before torch and Lightning load, so
     a wrong value costs a second; the full pass follows when the run builds its objects.
     """
-    problems = list(_missing(cfg)) or [*_top_level(cfg), *_targets(cfg, imports), *_below_bounds(cfg)]
+    problems = list(_missing(cfg)) or [
+        *_top_level(cfg),
+        *_targets(cfg, imports),
+        *_below_bounds(cfg),
+        *_durations(cfg),
+    ]
     if problems:
         raise ConfigError("; ".join(problems))
     data = cfg.get("data")
@@ -172,6 +178,23 @@ def _below_bounds(cfg: DictConfig) -> Iterator[str]:
         value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
         if isinstance(value, int | float) and not isinstance(value, bool) and value < low:
             yield f"{key}={value} is below {low:g} ({what}): set it to {low:g} or more"
+
+
+def _durations(cfg: DictConfig) -> Iterator[str]:
+    """The training budget and the mid-epoch checkpoint interval, which no signature can check."""
+    from lightsuite.run.budget import budget_seconds
+
+    max_time = OmegaConf.select(cfg, "trainer.max_time", default=None, throw_on_resolution_failure=False)
+    if isinstance(max_time, DictConfig):
+        max_time = OmegaConf.to_container(max_time)
+    try:
+        budget_seconds(max_time)
+    except ConfigError as exc:
+        yield str(exc)
+    key = "callbacks.mid_epoch_checkpoint.every_n_minutes"
+    minutes = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+    if isinstance(minutes, int | float) and not isinstance(minutes, bool) and minutes <= 0:
+        yield f"{key}={minutes} must be a positive number of minutes, or null for no timed checkpoints"
 
 
 def _targets(cfg: DictConfig, imports: bool = True) -> Iterator[str]:

@@ -76,7 +76,13 @@ class AddingDataModule(ResidentDataModule):
         self.sets = {name: self.place(tensors) for name, tensors in self.sets.items()}
 
     def train_dataloader(self) -> DataLoader:
-        return loader(self.sets["train"], self.batch_size, shuffle=True, group=self.batches_per_step)
+        return loader(
+            self.sets["train"],
+            self.batch_size,
+            shuffle=True,
+            group=self.batches_per_step,
+            trainer=self.trainer,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return loader(self.sets["val"], self.eval_batch_size)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from lightsuite.data.image import BatchIndices, resident_device, trainer_device
+from lightsuite.data.image import BatchIndices, ResumableLoader, resident_device, trainer_device
 
 
 def to_device(tensors: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
@@ -79,12 +79,14 @@ class BatchGroups(BatchIndices):
         # each epoch's order comes from (seed, epoch) alone: every DataLoader iterator (a validation
         # run, too) draws from the global generator, so sharing it would tie the training order to
         # how often validation runs, and with it to `batches_per_step`
+        # a generator: the order is drawn at the first group, after Lightning's set_epoch (a resumed fit
+        # creates its first iterator before it restores the epoch)
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         self.epoch += 1
         order = torch.randperm(self.size, generator=generator) if self.shuffle else torch.arange(self.size)
         # drawn on the host (the same order on every device), then moved once per epoch, beside the data
         batches = list(order.to(self.device).split(self.batch_size))
-        return iter(batches[i : i + self.group] for i in range(0, len(batches), self.group))
+        yield from self._remaining([batches[i : i + self.group] for i in range(0, len(batches), self.group)])
 
 
 def _as_drawn(batch: Any) -> Any:
@@ -93,15 +95,20 @@ def _as_drawn(batch: Any) -> Any:
 
 
 def loader(
-    tensors: dict[str, Tensor], batch_size: int, shuffle: bool = False, group: int | None = None
+    tensors: dict[str, Tensor],
+    batch_size: int,
+    shuffle: bool = False,
+    group: int | None = None,
+    trainer: pl.Trainer | None = None,
 ) -> DataLoader:
-    """Batches of a dict of tensors; with `group`, lists of that many consecutive batches (training)."""
+    """Batches of a dict of tensors; with `group`, lists of that many consecutive batches (training,
+    resumable mid-epoch through `trainer`'s progress: see `ResumableLoader`)."""
     data = DictBatches(tensors)
     if group is None:
         sampler = BatchIndices(len(data), batch_size, shuffle, device=data.device)
-    else:
-        sampler = BatchGroups(len(data), batch_size, shuffle, group, torch.initial_seed(), data.device)
-    return DataLoader(data, batch_size=None, sampler=sampler, collate_fn=_as_drawn)
+        return DataLoader(data, batch_size=None, sampler=sampler, collate_fn=_as_drawn)
+    sampler = BatchGroups(len(data), batch_size, shuffle, group, torch.initial_seed(), data.device)
+    return ResumableLoader(data, batch_size=None, sampler=sampler, collate_fn=_as_drawn, trainer=trainer)
 
 
 class ResidentDataModule(pl.LightningDataModule):

@@ -118,7 +118,11 @@ class CharsDataModule(ResidentDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return loader(
-            {"seq": self.chunks["train"]}, self.batch_size, shuffle=True, group=self.batches_per_step
+            {"seq": self.chunks["train"]},
+            self.batch_size,
+            shuffle=True,
+            group=self.batches_per_step,
+            trainer=self.trainer,
         )
 
     def val_dataloader(self) -> DataLoader:

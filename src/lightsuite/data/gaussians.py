@@ -14,7 +14,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from lightsuite.data.image import BatchIndices, TensorBatches, resident_device, trainer_device
+from lightsuite.data.image import (
+    BatchIndices,
+    ResumableLoader,
+    TensorBatches,
+    resident_device,
+    trainer_device,
+)
 from lightsuite.errors import ConfigError
 
 LAYOUTS = ("ring", "grid")
@@ -91,6 +97,8 @@ class GaussiansDataModule(pl.LightningDataModule):
         data = self.sets[split]
         train = split == "train"
         sampler = BatchIndices(len(data), self.batch_size, shuffle=train, device=data.device)
+        if train:
+            return ResumableLoader(data, sampler=sampler, batch_size=None, trainer=self.trainer)
         return DataLoader(data, sampler=sampler, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:

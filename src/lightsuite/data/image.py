@@ -106,6 +106,15 @@ class BatchIndices(DistributedSampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def resume_at(self, epoch: int, batches: int) -> None:
+        """Make the next iteration that epoch's order less its first `batches` (a mid-epoch resume)."""
+        self.epoch, self._skip = epoch, batches
+
+    def _remaining(self, batches: list[Any]) -> list[Any]:
+        # a mid-epoch resume skips what the stopped run had trained on: once, in the epoch it stopped in
+        skip, self._skip = getattr(self, "_skip", 0), 0
+        return batches[skip:]
+
     def _batches(self) -> list[Tensor]:
         if self.shuffle:
             generator = torch.Generator().manual_seed((self.seed + 1_000_003 * self.epoch) % 2**63)
@@ -136,7 +145,33 @@ class BatchIndices(DistributedSampler):
     def __iter__(self) -> Iterator[Tensor]:
         # a generator: the order is drawn at the first batch, after Lightning's set_epoch (a resumed
         # fit creates its first iterator before it restores the epoch and calls set_epoch)
-        yield from self._batches()
+        yield from self._remaining(self._batches())
+
+
+class ResumableLoader(DataLoader):
+    """A training loader whose place within an epoch a checkpoint keeps (Lightning's `_Stateful`).
+
+    Lightning saves `state_dict()` in every checkpoint and, when a fit restarts inside an epoch,
+    hands it back before the first batch: the sampler (a `BatchIndices`) then yields that epoch's
+    order less the batches the stopped run had trained on, so the resumed run sees the same
+    remaining batches in the same order. The count is the training steps Lightning saw through
+    (not the batches drawn: its fetcher reads one ahead).
+    """
+
+    def __init__(self, *args: Any, trainer: pl.Trainer | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._trainer = trainer
+
+    def state_dict(self) -> dict[str, int]:
+        trainer = self._trainer
+        if trainer is None:
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": int(trainer.current_epoch), "batches": int(done)}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if "batches" in state_dict and isinstance(self.sampler, BatchIndices):
+            self.sampler.resume_at(int(state_dict["epoch"]), int(state_dict["batches"]))
 
 
 class EvalShard(DistributedSampler):
@@ -276,7 +311,8 @@ class ImageDataModule(pl.LightningDataModule):
             to_cuda = (trainer_device(self) or dataset.device).type == "cuda"
             # its own generator: creating an iterator then draws nothing from the global RNG, whose
             # state a resumed run restores (run/resume.py) and must find where it was left
-            return DataLoader(
+            kind = ResumableLoader if train else DataLoader
+            return kind(
                 dataset,
                 sampler=sampler,
                 batch_size=None,
@@ -284,6 +320,7 @@ class ImageDataModule(pl.LightningDataModule):
                 num_workers=workers,
                 persistent_workers=workers > 0,
                 pin_memory=host and to_cuda,
+                **({"trainer": trainer} if train else {}),
             )
         return DataLoader(
             dataset,

@@ -183,7 +183,13 @@ class SeriesDataModule(ResidentDataModule):
         return windows
 
     def train_dataloader(self) -> DataLoader:
-        return loader(self.windows["train"], self.batch_size, shuffle=True, group=self.batches_per_step)
+        return loader(
+            self.windows["train"],
+            self.batch_size,
+            shuffle=True,
+            group=self.batches_per_step,
+            trainer=self.trainer,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return loader(self.windows["val"], self.eval_batch_size)

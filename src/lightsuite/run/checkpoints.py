@@ -23,6 +23,7 @@ from hydra.utils import get_object
 from omegaconf import OmegaConf
 
 from lightsuite.errors import ConfigError
+from lightsuite.run.budget import spent
 from lightsuite.run.build import build
 from lightsuite.run.files import float_metrics
 
@@ -47,7 +48,17 @@ class RunRecord(pl.Callback):
             "task": _qualname(type(pl_module)),
             "fit_metrics": float_metrics(trainer.callback_metrics),
             "stopped": bool(trainer.should_stop),
+            # what stopped it: `trainer.max_time` (a larger budget trains on), or early stopping
+            "stopped_by": ("max_time" if spent(trainer) else "early_stopping")
+            if trainer.should_stop
+            else None,
         }
+
+
+def _stopped_by(trainer: pl.Trainer) -> str | None:
+    if not trainer.should_stop:
+        return None
+    return "max_time" if spent(trainer) else "early_stopping"
 
 
 def same_target(a: str, b: str) -> bool:

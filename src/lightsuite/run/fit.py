@@ -16,6 +16,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 from lightsuite.launch.ddp import announce_rank, prepare_launch
 from lightsuite.launch.optuna_report import trial_callbacks, was_pruned
 from lightsuite.launch.slurm_task import task_plugins
+from lightsuite.run.budget import budget_line
 from lightsuite.run.build import build, build_all, prepare_run, refusals_named, report_dry_run
 from lightsuite.run.callbacks import Stopwatch
 from lightsuite.run.checkpoints import RunRecord
@@ -87,12 +88,15 @@ def fit_and_test(cfg: DictConfig, started: float | None = None) -> dict[str, flo
         prepare_launch(trainer)
         announce_rank(trainer, cfg)
         if saved is not None and fit:
-            keep_logged_epochs(loggers, saved.epoch)
+            keep_logged_epochs(loggers, saved.epoch, saved.logged_step if saved.mid_epoch else None)
         for lg in loggers:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if fit:
             with interrupts_explained(trainer, cfg), refusals_named(cfg.trainer, "trainer"):
                 trainer.fit(task, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+            budget = budget_line(trainer, cfg.trainer.get("max_time"))
+            if budget and trainer.is_global_zero:
+                print(budget, file=sys.stderr)
             # a fit with nothing left to train logs nothing: what it reported is in the checkpoint
             metrics.update(saved.fit_metrics if saved is not None and over else {})
             metrics.update(float_metrics(trainer.callback_metrics))

@@ -34,24 +34,28 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from lightsuite.errors import ConfigError, RunInterrupted
 from lightsuite.launch.slurm_task import in_slurm_task, slurm_job_id
+from lightsuite.run.budget import budget_seconds
 from lightsuite.run.checkpoints import check_task, checkpoint_record, load_checkpoint, same_target
+from lightsuite.run.preemption import STATE_KEY as MID_EPOCH_KEY
+from lightsuite.run.preemption import MidEpochCheckpoint
 from lightsuite.tasks.schedules import schedule_ended
 
 
 @rank_zero_only
-def keep_logged_epochs(loggers: list[Logger], epoch: int) -> None:
+def keep_logged_epochs(loggers: list[Logger], epoch: int, step: int | None = None) -> None:
     """Keep a resumed run's CSV log of the epochs its checkpoint holds (0..`epoch`).
 
     CSVLogger deletes `metrics.csv` when it starts in a dir that has one, so a resumed run lost the
     rows of every epoch before the stop. The rows after the checkpoint's epoch (the epoch the stop
     cut short) are dropped: the resumed run logs them again, so each epoch appears once, as in a
-    run that never stopped. Call before anything is logged.
+    run that never stopped. A checkpoint from inside epoch `epoch` (run/preemption.py) keeps that
+    epoch's rows up to its logger `step`. Call before anything is logged.
     """
     for lg in loggers:
         if not isinstance(lg, CSVLogger):
@@ -64,7 +68,7 @@ def keep_logged_epochs(loggers: list[Logger], epoch: int) -> None:
         with source.open(newline="") as f:
             reader = csv.DictReader(f)
             header, rows = sorted(reader.fieldnames or []), list(reader)
-        done = [i for i, row in enumerate(rows) if row.get("epoch") and float(row["epoch"]) <= epoch]
+        done = [i for i, row in enumerate(rows) if _logged_before(row, epoch, step)]
         if source == path:
             with tmp.open("w", newline="") as f:
                 out = csv.DictWriter(f, fieldnames=header)  # the column order the writer appends in
@@ -73,6 +77,15 @@ def keep_logged_epochs(loggers: list[Logger], epoch: int) -> None:
         writer = lg.experiment  # starting the writer deletes metrics.csv: the kept rows replace it
         writer.metrics_keys = header
         tmp.replace(path)
+
+
+def _logged_before(row: Mapping[str, str], epoch: int, step: int | None) -> bool:
+    """Whether a CSV row was logged before the checkpoint: up to its epoch (`step` None: the
+    checkpoint closed its epoch), or up to its logger step (a mid-epoch checkpoint; rows without an
+    epoch, such as the learning rates', count by their step too)."""
+    if step is not None:
+        return bool(row.get("step")) and float(row["step"]) <= step
+    return bool(row.get("epoch")) and float(row["epoch"]) <= epoch
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
@@ -103,6 +116,10 @@ class Checkpointed:
     stopped: bool = False  # the run stopped itself there (early stopping)
     fit_metrics: dict[str, float] = field(default_factory=dict)
     schedule_end: str | None = None  # why its lr schedule cannot be stretched, if it cannot
+    stopped_by: str | None = None  # "max_time" or "early_stopping", when `stopped`
+    train_seconds: float = 0.0  # training time spent up to it, all segments (`trainer.max_time`'s count)
+    mid_epoch: bool = False  # saved inside its epoch (run/preemption.py)
+    logged_step: int = -1  # the logger step of its last training step
 
     @classmethod
     def read(cls, ckpt: Mapping[str, Any], path: str) -> Checkpointed:
@@ -110,27 +127,40 @@ class Checkpointed:
         epoch = int(ckpt.get("epoch", -1))
         progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
         schedules = ckpt.get("lr_schedulers") or []
+        epoch_loop = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+        timer = (ckpt.get("callbacks") or {}).get("Timer", {})
         return cls(
             path=path,
             epoch=epoch,
             epochs_done=int(progress.get("processed", epoch + 1)),
             global_step=int(ckpt.get("global_step", 0)),
             stopped=bool(record.get("stopped", False)),
+            stopped_by=record.get("stopped_by"),
+            train_seconds=float(timer.get("time_elapsed", {}).get("train", 0.0)),
             fit_metrics=dict(record.get("fit_metrics", {})),
             schedule_end=next(filter(None, map(schedule_ended, schedules)), None),
+            mid_epoch=MID_EPOCH_KEY in ckpt,
+            logged_step=int(epoch_loop.get("_batches_that_stepped", -1)),
         )
 
 
-def reached_end(saved: Checkpointed, max_epochs: int | None, max_steps: int | None) -> str | None:
+def reached_end(
+    saved: Checkpointed, max_epochs: int | None, max_steps: int | None, max_time: Any = None
+) -> str | None:
     """Why a fit with these limits has nothing left to train from `saved` (None: it trains on).
 
     The limits are read as Lightning reads them: -1 is no limit, and `max_epochs=None` is 1000
-    unless a step budget is set. A run early stopping ended stays ended, whatever the limits.
+    unless a step budget is set. A run early stopping ended stays ended, whatever the limits; one
+    its `trainer.max_time` ended trains on with a larger budget (or none).
     """
     max_steps = -1 if max_steps is None else max_steps
     if max_epochs is None:
         max_epochs = 1000 if max_steps == -1 else -1
-    if saved.stopped:
+    if saved.stopped and saved.stopped_by == "max_time":
+        budget = budget_seconds(max_time)
+        if budget is not None and saved.train_seconds >= budget:
+            return f"trainer.max_time={max_time} was spent ({saved.train_seconds:.0f} s of training)"
+    elif saved.stopped:
         return f"early stopping ended it in epoch {saved.epoch}"
     if max_epochs != -1 and saved.epochs_done >= max_epochs:
         return f"{saved.epochs_done} of trainer.max_epochs={max_epochs} epochs done"
@@ -147,7 +177,10 @@ def finished_run(cfg: DictConfig, saved: Checkpointed) -> tuple[str | None, dict
     test stage of the fit that saved it). A run with more to train whose lr schedule has ended is
     refused here, before any work.
     """
-    over = reached_end(saved, cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps"))
+    max_time = cfg.trainer.get("max_time")
+    if isinstance(max_time, DictConfig):
+        max_time = OmegaConf.to_container(max_time)
+    over = reached_end(saved, cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps"), max_time)
     if over is None:
         if saved.schedule_end:
             raise ConfigError(
@@ -180,7 +213,8 @@ class RandomStates(pl.Callback):
     """Keeps the random states in each checkpoint and restores them when training continues.
 
     Saved with the checkpoint (after an epoch's validation) and put back at the start of the next
-    training epoch, the point where the uninterrupted run went on with the same states: the
+    training epoch (of the rest of the epoch, for a mid-epoch checkpoint), the point where the
+    uninterrupted run went on with the same states: the
     sanity check and loader set-up of a resumed fit would otherwise consume draws first. Under DDP
     every rank's states are gathered into the checkpoint and each rank gets its own back (ranks
     draw different augmentations). Stored as plain lists and tensors, so
@@ -201,6 +235,11 @@ class RandomStates(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # a fit restarted inside an epoch (run/preemption.py) calls no `on_train_epoch_start` there
+        if trainer.fit_loop.restarted_mid_epoch:
+            self.on_train_epoch_start(trainer, pl_module)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._pending is None:
@@ -259,12 +298,14 @@ def interrupts_explained(trainer: pl.Trainer, cfg: DictConfig) -> Iterator[None]
         if isinstance(exc, SystemExit) and not trainer.interrupted:
             raise
         last = _last_checkpoint(trainer)
+        where = f"epoch {trainer.current_epoch}"
+        if last and _mid_epoch_saved(trainer):
+            where += f" at step {trainer.global_step}"
         if in_slurm_task():
             # preempted, requeued, cancelled or out of time: a requeued job resumes by itself
             resumes = f"from {last}" if last else "from the start (no epoch had finished)"
             raise RunInterrupted(
-                f"SLURM stopped job {slurm_job_id()} in epoch {trainer.current_epoch}; "
-                f"if it is requeued it resumes {resumes}"
+                f"SLURM stopped job {slurm_job_id()} in {where}; if it is requeued it resumes {resumes}"
             ) from None
         sweep_dir = _sweep_dir()
         if sweep_dir is not None:
@@ -273,8 +314,8 @@ def interrupts_explained(trainer: pl.Trainer, cfg: DictConfig) -> Iterator[None]
         elif last:
             how = f"resume with the same command plus ckpt_path={last}"
         else:
-            how = "no epoch had finished, so nothing was saved: run the command again"
-        raise RunInterrupted(f"interrupted in epoch {trainer.current_epoch}; {how}") from None
+            how = "no checkpoint was saved yet: run the command again"
+        raise RunInterrupted(f"interrupted in {where}; {how}") from None
 
 
 def _sweep_dir() -> Path | None:
@@ -289,8 +330,20 @@ def _sweep_dir() -> Path | None:
     return Path(*run_dir.parts[:-depth]) if depth and run_dir.parts[-depth:] == subdir.parts else None
 
 
+def _mid_epoch_saved(trainer: pl.Trainer) -> bool:
+    """Whether the latest checkpoint was saved inside the epoch the run stopped in, at its last step."""
+    return any(
+        isinstance(cb, MidEpochCheckpoint) and cb.saved_step == trainer.global_step
+        for cb in trainer.callbacks
+    )
+
+
 def _last_checkpoint(trainer: pl.Trainer) -> str:
-    """The checkpoint of the latest finished epoch ('' before the first): what a resume continues."""
+    """The latest checkpoint ('' before the first): what a resume continues (a mid-epoch one, or the
+    latest finished epoch's)."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, MidEpochCheckpoint) and callback.saved_step == trainer.global_step:
+            return str(callback.path)
     for callback in trainer.checkpoint_callbacks:
         path = getattr(callback, "last_model_path", "")
         if not path and not getattr(callback, "monitor", None):

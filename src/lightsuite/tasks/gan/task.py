@@ -48,6 +48,8 @@ class GANTask(pl.LightningModule):
     convolutional G and D run in channels_last (`channels_last=null`: on CUDA only), see tasks/optim.py.
     """
 
+    # summed over an epoch's rounds: kept in a mid-epoch checkpoint (run/preemption.py)
+    epoch_accumulators: tuple[str, ...] = ("_loss_sums", "_rounds")
     report_metrics: tuple[str, ...] = (
         "val/modes_covered",
         "val/hq_ratio",
