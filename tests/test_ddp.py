@@ -30,3 +30,8 @@ def test_ddp_two_cpu_ranks_shard_the_data(tmp_path):
     assert (run / "train_ddp_process_1.log").exists(), "the second rank never started"
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0.0 < metrics["test/acc"] <= 1.0
+    # rank 0 recorded the command Hydra parsed, both ranks' devices and the end, once
+    record = json.loads((run / "run.json").read_text())["provenance"]
+    assert "trainer.devices=2" in record["command"]["overrides"]
+    assert record["devices"]["device_count"] == 2 and len(record["segments"]) == 1
+    assert record["end"] is not None

@@ -76,7 +76,7 @@ def test_report_files_hold_the_expected_values(sweep):
 
     md = (out / "jobs.md").read_text().splitlines()
     # the optimized metric, the plotted ones and their test/ twins where logged (no test/loss here)
-    columns = "job task.optimizer.lr seed status val/acc_best val/acc train/loss test/acc best error"
+    columns = "job task.optimizer.lr seed status val/acc_best val/acc train/loss test/acc best commit error"
     assert md[0] == "| " + " | ".join(columns.split()) + " |"
     assert len(md) == 2 + 4 and "★" in md[3] and "failed" in md[5]
     assert "0.85 ± 0.07071" in (out / "settings.md").read_text()
@@ -223,7 +223,7 @@ def test_a_single_run_dir_and_several_dirs(sweep):
     assert single.keys == ["task.optimizer.lr", "seed"]  # one job: all of its overrides
     out = write_report(single, sweep / "1" / "report")
     assert len(_rows(out / "jobs.csv")) == 1 and not (out / "settings.csv").exists()
-    assert (out / "jobs.md").read_text().splitlines()[0].endswith("| best |")  # no error column
+    assert (out / "jobs.md").read_text().splitlines()[0].endswith("| best | commit |")  # no error column
     both = make_report([str(sweep / "0"), str(sweep / "3")], ["val/acc"])
     assert [j.name for j in both.jobs] == ["0", "3"]
 

@@ -8,9 +8,11 @@ import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+import pytorch_lightning
 import torch
 
 from lightsuite.run.files import float_metrics, save_metrics
@@ -85,15 +87,26 @@ def test_float_metrics_keeps_every_scalar_and_skips_the_rest():
 # The optimizers and schedulers refuse theirs only at fit time (the task completes their partials).
 
 
-def test_a_run_writes_its_task_and_report_metrics_into_run_json(make_cfg, tmp_path: Path):
+def test_a_run_writes_its_task_report_metrics_and_provenance_into_run_json(make_cfg, tmp_path: Path):
     from conftest import FAST, ONE_TINY_EPOCH
 
+    from lightsuite.run.checkpoints import load_checkpoint
     from lightsuite.tasks.classification import ClassificationTask
     from lightsuite.train import train
 
     train(make_cfg("train", [*FAST, *ONE_TINY_EPOCH]))
     record = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert record == {
-        "task": "lightsuite.tasks.classification.ClassificationTask",
-        "report_metrics": list(ClassificationTask.report_metrics),
-    }
+    assert record["task"] == "lightsuite.tasks.classification.ClassificationTask"
+    assert record["report_metrics"] == list(ClassificationTask.report_metrics)
+    provenance = record["provenance"]
+    # the run got to its metrics.json: its end is written, after its start, with a time zone
+    start, end = (datetime.fromisoformat(provenance[k]) for k in ("start", "end"))
+    assert start.tzinfo is not None and start <= end
+    assert [s["end"] for s in provenance["segments"]] == [provenance["end"]]
+    assert provenance["versions"]["pytorch_lightning"] == pytorch_lightning.__version__
+    # the trainer's devices, filled in once it set up
+    assert provenance["devices"]["accelerator"] == "cpu" and provenance["devices"]["device_count"] == 1
+    # every checkpoint carries the same record (its end is not known when it is saved)
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    saved = ckpt["lightsuite"]["provenance"]
+    assert saved == {**provenance, "end": None, "segments": [{**provenance["segments"][0], "end": None}]}

@@ -2,7 +2,8 @@
 
 A run dir is what one `lightsuite-train` job leaves: `.hydra/` (config and overrides, written
 before the job starts), `config.yaml` (resolved), `csv/metrics.csv` (the CSV logger's history),
-`metrics.json` (only when the job finished, or was pruned by an Optuna search: then it holds the
+`run.json` (the task, its report metrics and the provenance: commit, command, host), `metrics.json`
+(only when the job finished, or was pruned by an Optuna search: then it holds the
 fit's metrics so far), `<job name>.log` (Hydra's log file, which holds the error of a failed job)
 and, for a job of a multirun, `job_status.json` (the sweep's verdict: completed, failed, pruned).
 """
@@ -89,6 +90,25 @@ class Job:
             return self.final[name]
         points = self.history.get(name)
         return points[-1].value if points and self.status != DONE else None
+
+    @property
+    def commit(self) -> str | None:
+        """The git commit of the code that ran (`run.json`'s provenance); None for older run dirs, no git."""
+        git = self._provenance.get("git")
+        commit = git.get("commit") if isinstance(git, dict) else None
+        return commit if isinstance(commit, str) else None
+
+    @property
+    def dirty(self) -> bool | None:
+        """Whether that code had uncommitted changes (kept in the run dir's `git.diff`); None when unknown."""
+        git = self._provenance.get("git")
+        dirty = git.get("dirty") if isinstance(git, dict) else None
+        return dirty if isinstance(dirty, bool) else None
+
+    @property
+    def _provenance(self) -> dict[str, Any]:
+        found = self.run.get("provenance")
+        return found if isinstance(found, dict) else {}
 
     @property
     def metric_names(self) -> set[str]:

@@ -117,20 +117,28 @@ def best_job(jobs: Sequence[Job], metric: str | None) -> tuple[Job | None, str |
 def job_table(
     jobs: Sequence[Job], keys: Sequence[str], metrics: Sequence[str], best: Job | None
 ) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the job table: name, swept values, status, final metrics, best mark, error.
+    """Header and rows of the job table: name, swept values, status, final metrics, best mark, the commit
+    that ran (`abc1234 dirty` when it had uncommitted changes), error.
 
     The error column is there only when some job has an error to show.
     """
     errors = any(job.error for job in jobs)
-    header = ["job", *keys, "status", *metrics, "best", *(["error"] if errors else [])]
+    header = ["job", *keys, "status", *metrics, "best", "commit", *(["error"] if errors else [])]
     rows = []
     for job in jobs:
         finals = [fmt(job.metric(m)) for m in metrics]
         mark = "★" if job is best else ""
         error = [job.error or ""] if errors else []
         values = [short(job.value(k)) for k in keys]
-        rows.append([job.name, *values, job.status_text, *finals, mark, *error])
+        rows.append([job.name, *values, job.status_text, *finals, mark, commit_text(job), *error])
     return header, rows
+
+
+def commit_text(job: Job) -> str:
+    """The short commit of a job's code, `dirty` after it when uncommitted changes ran; `—` when unknown."""
+    if job.commit is None:
+        return "—"
+    return job.commit[:7] + (" dirty" if job.dirty else "")
 
 
 def short(text: str | None) -> str:
@@ -194,13 +202,16 @@ def job_csv(jobs: Sequence[Job], keys: Sequence[str], best: Job | None) -> str:
     """Every job with every final metric it has, numbers at full precision (for plotting elsewhere).
 
     When a job was pruned, `pruned_after_epochs` says after how many epochs (empty for the others).
+    `commit` is the full hash and `dirty` true or false (both empty for run dirs without provenance).
     """
     metrics = sorted(set().union(*(set(j.final) for j in jobs)) | _partial_metrics(jobs))
     pruned = any(job.status == PRUNED for job in jobs)
     out = io.StringIO()
     writer = csv.writer(out)
     pruned_column = ["pruned_after_epochs"] if pruned else []
-    writer.writerow(["job", "path", *keys, "status", *pruned_column, "best", "error", *metrics])
+    writer.writerow(
+        ["job", "path", *keys, "status", *pruned_column, "best", "commit", "dirty", "error", *metrics]
+    )
     for job in jobs:
         values = [job.metric(m) for m in metrics]
         epochs = [str(job.pruned_at + 1) if job.pruned_at is not None else ""] if pruned else []
@@ -212,6 +223,8 @@ def job_csv(jobs: Sequence[Job], keys: Sequence[str], best: Job | None) -> str:
                 job.status,
                 *epochs,
                 str(job is best).lower(),
+                job.commit or "",
+                "" if job.dirty is None else str(job.dirty).lower(),
                 job.error or "",
                 *["" if v is None else repr(v) for v in values],
             ]

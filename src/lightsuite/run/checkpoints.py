@@ -5,7 +5,8 @@ and the network's data-dependent keywords (`net_kwargs`). With it a checkpoint a
 network and task, so `lightsuite-sample` and `lightsuite-eval` need nothing else, and a checkpoint
 of another family is recognised before any weights are loaded. It also holds the fit's metrics at
 that point and whether the run stopped itself there, so a resume that has nothing left to train
-still knows what the fit reported (`run/resume.py`).
+still knows what the fit reported (`run/resume.py`), and the run's provenance (`run/provenance.py`:
+commit, command, host, devices), so a checkpoint copied out of its run dir still says where it came from.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from omegaconf import OmegaConf
 from lightsuite.errors import ConfigError
 from lightsuite.run.budget import spent
 from lightsuite.run.build import build
-from lightsuite.run.files import float_metrics
+from lightsuite.run.files import float_metrics, run_provenance
 
 RECORD_KEY = "lightsuite"
 
@@ -39,6 +40,12 @@ class RunRecord(pl.Callback):
 
     def __init__(self, config: Mapping[str, Any], net_kwargs: Mapping[str, Any]) -> None:
         self.record = {"config": dict(config), "net_kwargs": dict(net_kwargs)}
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Take the provenance `run.json` holds, completed with the devices the trainer has now set up."""
+        output_dir = (self.record["config"].get("paths") or {}).get("output_dir")
+        if output_dir and "provenance" not in self.record:
+            self.record["provenance"] = run_provenance(output_dir, trainer)
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]

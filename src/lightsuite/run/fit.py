@@ -21,7 +21,7 @@ from lightsuite.run.build import build, build_all, prepare_run, refusals_named, 
 from lightsuite.run.callbacks import Stopwatch
 from lightsuite.run.checkpoints import RunRecord
 from lightsuite.run.compile import compile_callbacks
-from lightsuite.run.files import float_metrics, save_metrics
+from lightsuite.run.files import float_metrics, save_metrics, save_run_end
 from lightsuite.run.loggers import built_loggers
 from lightsuite.run.resume import (
     RandomStates,
@@ -108,6 +108,7 @@ def fit_and_test(cfg: DictConfig, started: float | None = None) -> dict[str, flo
             metrics.update(float_metrics(trainer.callback_metrics))
 
     save_metrics(metrics, cfg.paths.output_dir)
+    save_run_end(cfg.paths.output_dir)  # the end time in run.json's provenance
     timing = stopwatch.summary()
     if timing and trainer.is_global_zero:
         print(timing, file=sys.stderr)
