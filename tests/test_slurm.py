@@ -228,6 +228,9 @@ def test_preempted_and_timed_out_jobs_resume_to_the_uninterrupted_result(cluster
         # the first attempt stopped before fit ended: fit ends once in the log, in the resumed attempt
         assert log.count("`Trainer.fit` stopped") == 1, f"job {job} was not stopped mid-training"
         assert f"resuming from {sweep / str(job) / 'checkpoints' / 'last.ckpt'}" in log, log[-3000:]
+        # saved at the step the signal came in (run/preemption.py), not only at the last epoch's end
+        saved = re.search(r"saved \S+last\.ckpt at step \d+ \(epoch \d+, batch \d+ of 8; stop signal\)", log)
+        assert saved, f"job {job} saved no checkpoint when it was stopped: {log[-3000:]}"
         got = json.loads((sweep / str(job) / "metrics.json").read_text())
         assert got == reference, f"job {job} resumed to {got}, uninterrupted {reference}"
         # the CSV log has every epoch once, as the uninterrupted run's: none lost, none twice
