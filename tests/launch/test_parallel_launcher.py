@@ -12,10 +12,10 @@ from conftest import FAST, ONE_TINY_EPOCH, run_cli
 
 from lightsuite.errors import ConfigError
 from lightsuite.launch.ddp import cpu_count
-from lightsuite.launch.parallel import plan_slots, visible_gpus
+from lightsuite.launch.parallel import gpu_devices, plan_slots, visible_gpus
 
 HERE = Path(__file__).parent
-# the jobs import the Stamp callback from this folder; 1 thread each, whatever the cores
+# the jobs import the Stamp callback from this folder
 ENV = {
     "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
     "OMP_NUM_THREADS": "1",
@@ -48,7 +48,8 @@ def test_four_jobs_two_at_a_time_and_a_failed_one_fails_alone(tmp_path):
         "task.optimizer.lr=0.1,0.05,1e30,0.02",
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
-        env=ENV,
+        # the launcher lowers the threads to each job's share of the cores
+        env={**ENV, "OMP_NUM_THREADS": "4"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     # run dirs as the basic launcher writes them: job numbers, each job's own overrides
@@ -66,7 +67,7 @@ def test_four_jobs_two_at_a_time_and_a_failed_one_fails_alone(tmp_path):
     assert _most_alive(stamps) == 2, stamps  # two ran at once, never three
     # disjoint threads and cores: each job its share of this machine's
     share = max(1, cpu_count() // 2)
-    assert all(s["threads"] == 1 and len(s["cores"]) == min(share, cpu_count()) for s in stamps), stamps
+    assert all(s["threads"] == min(share, 4) and len(s["cores"]) == share for s in stamps), stamps
     if cpu_count() >= 2:
         alive_together = [(a, b) for a in stamps for b in stamps if a["pid"] < b["pid"]]
         overlapping = [(a, b) for a, b in alive_together if a["start"] < b["end"] and b["start"] < a["end"]]
@@ -84,7 +85,7 @@ def test_four_jobs_two_at_a_time_and_a_failed_one_fails_alone(tmp_path):
 
 
 @pytest.mark.slow
-def test_optuna_n_jobs_runs_that_many_trials_at_once(tmp_path):
+def test_optuna_n_jobs_runs_that_many_trials_at_once_with_ddp_inside_each(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli(
         "lightsuite.train",
@@ -92,18 +93,28 @@ def test_optuna_n_jobs_runs_that_many_trials_at_once(tmp_path):
         "hydra/launcher=parallel",
         "hydra.sweeper.n_trials=2",
         "hydra.sweeper.n_jobs=2",
+        "trainer=ddp_cpu",
         *FAST,
         *ONE_TINY_EPOCH,
         STAMP,
+        "+callbacks.record._target_=scale_helpers.RecordRanks",
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
         env=ENV,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    stamps = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/stamp.json"))]
-    assert len(stamps) == 2 and _most_alive(stamps) == 2, stamps
+    # n_parallel followed n_jobs: both trials ran at once
+    stamps = [json.loads((sweep / str(n) / "stamp.json").read_text()) for n in range(2)]
+    assert _most_alive(stamps) == 2, stamps
     summary = json.loads((sweep / "sweep_summary.json").read_text())
     assert [job["status"] for job in summary["jobs"]] == ["completed", "completed"]
+    # each trial's two DDP ranks (Lightning's re-run of the command) trained that trial's values
+    for number in range(2):
+        lr = yaml.safe_load((sweep / str(number) / "config.yaml").read_text())["task"]["optimizer"]["lr"]
+        ranks = [json.loads(p.read_text()) for p in sorted((sweep / str(number) / "ranks").glob("*.json"))]
+        assert [(r["rank"], r["world_size"]) for r in ranks] == [(0, 2), (1, 2)]
+        assert all(r["lr"] == pytest.approx(lr, rel=1e-12) for r in ranks), (lr, ranks)
+    assert not (tmp_path / "outputs").exists(), "a rank ran the sweep again"
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two"])
@@ -134,6 +145,8 @@ def test_gpu_blocks_come_from_the_visible_gpus():
     assert [s.env()["OMP_NUM_THREADS"] for s in slots] == ["3", "3"]
     assert [s.cores for s in slots] == [(0, 1, 2), (3, 4, 5)]
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert gpu_devices("auto", 1, []) == 0 and gpu_devices("cpu", 2, visible) == 0
+    assert gpu_devices("gpu", 2, visible) == 2 and gpu_devices("auto", "auto", visible) == 4
     with pytest.raises(
         ConfigError, match=r"n_parallel=3 jobs x trainer.devices=2 GPUs need 6, but 4 are visible"
     ):

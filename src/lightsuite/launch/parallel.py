@@ -50,8 +50,8 @@ def check_settings(node: Any) -> int:
 
 def visible_gpus(env: dict[str, str] | None = None) -> list[str]:
     """The GPUs this process may use, as CUDA names them: `CUDA_VISIBLE_DEVICES` when set (its
-    entries as given, up to the first `-1`, as CUDA reads it), else the driver's GPUs. No torch:
-    the launcher's process never loads it."""
+    entries as given, up to the first `-1`, as CUDA reads it), else the driver's GPUs. Without torch,
+    which would initialise CUDA in the launcher's process for nothing."""
     env = os.environ if env is None else env
     if "CUDA_VISIBLE_DEVICES" in env:
         names = []
@@ -118,9 +118,9 @@ def plan_slots(
     if gpus_per_job and n_parallel * gpus_per_job > len(gpus):
         raise ConfigError(
             f"hydra.launcher.n_parallel={n_parallel} jobs x trainer.devices={gpus_per_job} GPUs need "
-            f"{n_parallel * gpus_per_job}, but {len(gpus)} are visible"
+            f"{n_parallel * gpus_per_job}, but {len(gpus)} {'is' if len(gpus) == 1 else 'are'} visible"
             + (f" ({','.join(gpus)})" if gpus else "")
-            + ": lower hydra.launcher.n_parallel or trainer.devices"
+            + ": lower hydra.launcher.n_parallel or trainer.devices, or use the CPU (trainer.accelerator=cpu)"
         )
     share = max(1, len(cores) // n_parallel)
     threads = min(share, threads_cap) if threads_cap else share
