@@ -295,7 +295,7 @@ class ParallelRun:
         name = f"parallel: job {job.number} (pid {job.proc.pid})"
         if job.result is None:
             how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-            error = f"its process {how} without a result"
+            error = f"its process {how} without a result; its log: {job.log}"  # as SLURM's failure()
             if record.get("status") != "completed":
                 record = {
                     "job": job.number,
@@ -318,7 +318,7 @@ class ParallelRun:
         job.record = record
         said = _said(record, self.launcher.config.get("optimized_metric")) if record else "done"
         if record.get("status") == "failed":
-            _say(f"{name} {said}; its log: {job.log}", err=True)
+            _say(f"{name} {said}" + ("" if str(job.log) in said else f"; its log: {job.log}"), err=True)
         else:
             _say(f"{name} {said}")
 
@@ -373,10 +373,9 @@ class ParallelRun:
         shown = ", ".join(f"{n} {status}" for status, n in counts.items())
         _say(f"parallel: {len(jobs)} jobs ran, {shown}")
         for job in failed:
-            _say(
-                f"parallel:   job {job.number} failed: {job.record.get('error')}; its log: {job.log}",
-                err=True,
-            )
+            error = str(job.record.get("error"))
+            log = "" if str(job.log) in error else f"; its log: {job.log}"
+            _say(f"parallel:   job {job.number} failed: {error}{log}", err=True)
 
     def _stop(self, running: list[Job]) -> None:
         """Ctrl-C: the running children are stopped (the terminal's interrupt reached them too)."""
