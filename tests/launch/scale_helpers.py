@@ -59,3 +59,32 @@ class TinyMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+
+class Stamp(pl.Callback):
+    """Writes `<run dir>/stamp.json` as its process exits: the pid, when the process started and
+    ended, and the threads and cores it ran with (what a launcher gave the job)."""
+
+    def __init__(self) -> None:
+        import os
+        import time
+
+        from lightsuite.train import process_age
+
+        self.record = {
+            "pid": os.getpid(),
+            "start": time.time() - process_age(),
+            "threads": torch.get_num_threads(),
+            "cores": sorted(os.sched_getaffinity(0)),
+        }
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        import atexit
+
+        atexit.unregister(self._write)
+        atexit.register(self._write, Path(trainer.default_root_dir))
+
+    def _write(self, run_dir: Path) -> None:
+        import time
+
+        (run_dir / "stamp.json").write_text(json.dumps({**self.record, "end": time.time()}))

@@ -24,6 +24,7 @@ from lightsuite.config.checks import check_config
 from lightsuite.errors import LightsuiteError, user_error
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+PARALLEL_LAUNCHER = "hydra_plugins.lightsuite_launcher.parallel_launcher.ParallelLauncher"
 
 
 def sweep_jobs(config: DictConfig) -> list[list[str]]:
@@ -54,6 +55,12 @@ class PreflightCheck(Callback):
     """On multirun start: every job composed, checked and built before any job runs."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.launcher.get("_target_") == PARALLEL_LAUNCHER:
+            from lightsuite.errors import exit_on_user_error
+            from lightsuite.launch.parallel import plan
+
+            with exit_on_user_error():  # n_parallel and the GPUs it asks for, before any job is built
+                plan(config.hydra.launcher, config)
         if (
             config.hydra.sweeper.get("_target_") != BASIC_SWEEPER
             or not GlobalHydra.instance().is_initialized()
