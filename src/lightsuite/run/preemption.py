@@ -110,7 +110,12 @@ class MidEpochCheckpoint(Checkpoint):
         self._last_save = time.monotonic()
         self._install()
         if self._pending is not None:
-            _load_accumulators(pl_module, self._pending)
+            state = self._pending
+            if "ranks" in state:
+                ranks = state["ranks"]
+                # another number of ranks: the saved shares cannot be redistributed; rank 0's is kept
+                state = ranks[trainer.global_rank] if len(ranks) == trainer.world_size else ranks[0]
+            _load_accumulators(pl_module, state)
             _load_loader_states(trainer, self._loader_states)
             self._pending, self._loader_states = None, []
 
@@ -203,8 +208,16 @@ class MidEpochCheckpoint(Checkpoint):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        if self._saving:
-            checkpoint[STATE_KEY] = _accumulators(pl_module)
+        if not self._saving:
+            return
+        own = _accumulators(pl_module)
+        if _distributed(trainer):
+            # each rank has summed its own share of the epoch; every rank saves (rank 0 writes)
+            ranks: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(ranks, own)
+            checkpoint[STATE_KEY] = {"ranks": ranks}
+        else:
+            checkpoint[STATE_KEY] = own
 
     def on_load_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
@@ -224,10 +237,18 @@ def _accumulators(module: pl.LightningModule) -> dict[str, Any]:
     metrics = {}
     for name, metric in module.named_modules():
         if isinstance(metric, Metric):
-            states = {attr: getattr(metric, attr) for attr in metric._defaults}
+            states = {attr: _on_host(getattr(metric, attr)) for attr in metric._defaults}
             metrics[name] = {"states": states, "updates": int(metric._update_count)}
-    own = {name: getattr(module, name) for name in getattr(module, "epoch_accumulators", ())}
+    own = {name: _on_host(getattr(module, name)) for name in getattr(module, "epoch_accumulators", ())}
     return {"metrics": metrics, "task": own}
+
+
+def _on_host(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, list):
+        return [_on_host(v) for v in value]
+    return value
 
 
 def _load_accumulators(module: pl.LightningModule, state: dict[str, Any]) -> None:
