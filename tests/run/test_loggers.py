@@ -138,8 +138,10 @@ def test_tags_and_hparams_reach_every_dashboard(make_cfg, tmp_path, clean_wandb_
 def test_a_run_prints_nothing_a_user_cannot_act_on(make_cfg, monkeypatch, capfd, caplog):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_SILENT", raising=False)
-    # W&B says each of its warnings once per process: forget any an earlier test triggered
+    # W&B says each warning once per process, and stays silent once a test ran it with WANDB_SILENT
     monkeypatch.setattr(wandb.errors.term, "_printed_messages", set())
+    monkeypatch.setattr(wandb.errors.term, "_silent", False)
+    monkeypatch.setattr(wandb.errors.term, "_show_warnings", True)
     # the model summary on (FAST turns it off), the progress bar off
     cfg = make_cfg("train", ["callbacks.rich_progress_bar=null", *ONE_TINY_EPOCH, "logger=wandb"])
     with caplog.at_level("INFO"):

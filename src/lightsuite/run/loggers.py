@@ -72,8 +72,9 @@ def build_loggers(node: DictConfig | None) -> list[Logger]:
     for lg in loggers:
         # Lightning passes `anonymous=None` to `wandb.init`, which W&B 0.31 answers, whatever the value,
         # with "The anonymous setting has no effect": left out, as W&B's own default
-        if isinstance(lg, WandbLogger) and lg._wandb_init.get("anonymous") is None:
-            lg._wandb_init.pop("anonymous", None)
+        init = getattr(lg, "_wandb_init", None) if isinstance(lg, WandbLogger) else None
+        if isinstance(init, dict) and init.get("anonymous") is None:
+            init.pop("anonymous", None)
     return loggers
 
 
