@@ -85,10 +85,11 @@ def test_every_wrong_typed_leaf_is_one_line_and_exit_1(make_cfg, tmp_path, group
         assert not (tmp_path / "run").exists(), f"{key}: something was written before the check"
 
 
-@pytest.mark.parametrize("key", ["seed", "train", "test", "dry_run", "optimized_metric"])
+@pytest.mark.parametrize("key", ["seed", "train", "test", "dry_run", "optimized_metric", "tags"])
 def test_top_level_keys_are_checked(make_cfg, key):
     cfg = make_cfg("train")
     with open_dict(cfg):
+        # `tags=abc` would reach W&B and MLflow as the three tags `a`, `b` and `c`
         cfg[key] = ["not", "a", "scalar"] if key == "optimized_metric" else "abc"
     assert _one_line_exit(cfg).startswith(f"error: {key}=")
 

@@ -40,6 +40,8 @@ SUPPLIED: dict[str, set[str] | None] = {
 # plain (target-less) keys of the entry configs
 TOP_LEVEL: dict[str, Any] = {
     "seed": int | None,
+    # a W&B or MLflow tag each; `tags=ci` would give the loggers two tags, `c` and `i`
+    "tags": list[str] | None,
     "train": bool,
     "test": bool,
     "dry_run": bool,

@@ -23,25 +23,43 @@ def sweep_id() -> str | None:
     return "/".join(parts[-2:])
 
 
+def sweep_job_name() -> str | None:
+    """A multirun job's name on the dashboards (W&B, MLflow): its overrides, as Hydra joins them for
+    `hydra.job.override_dirname` (`model=plain20,seed=1`); None for a single run, whose name the
+    logger picks (W&B's generated name, MLflow's).
+
+    Keys listed in `hydra.job.config.override_dirname.exclude_keys` are left out of the name.
+    """
+    if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
+        return None
+    try:
+        name = str(HydraConfig.get().job.override_dirname)
+    except Exception:  # a sweep-level config (preflight composes every job) has no job of its own yet
+        return None
+    return name or None
+
+
 def gpus_per_node(accelerator: str, devices: Any) -> int | None:
     """GPUs a SLURM job asks for per node: the trainer's devices on GPU, none on the CPU."""
     return None if str(accelerator) == "cpu" else int(devices)
 
 
 # the resolvers `conf/` uses, by name
-RESOLVERS = ("sweep_id", "wandb_run_id", "mlflow_tags", "gpus_per_node")
+RESOLVERS = ("sweep_id", "sweep_job_name", "wandb_run_id", "mlflow_tags", "gpus_per_node")
 
 
 def register_resolvers() -> None:
     """Register every resolver `conf/` uses (again is harmless: the same functions replace themselves).
 
-    `${sweep_id:}` (logger/wandb.yaml), `${wandb_run_id:${paths.output_dir}}` (logger/wandb.yaml),
+    `${sweep_id:}` (logger/wandb.yaml), `${sweep_job_name:}` (logger/wandb.yaml, logger/mlflow.yaml),
+    `${wandb_run_id:${paths.output_dir}}` (logger/wandb.yaml),
     `${mlflow_tags:${tags}}` (logger/mlflow.yaml), `${gpus_per_node:...}` (hydra/launcher/slurm.yaml).
     """
     from lightsuite.run.loggers import mlflow_tags, wandb_run_id
 
     functions = {
         "sweep_id": sweep_id,
+        "sweep_job_name": sweep_job_name,
         "wandb_run_id": wandb_run_id,
         "mlflow_tags": mlflow_tags,
         "gpus_per_node": gpus_per_node,

@@ -6,7 +6,8 @@ import time
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import RichProgressBar
+from pytorch_lightning.callbacks import RichModelSummary, RichProgressBar
+from pytorch_lightning.utilities.model_summary import get_formatted_model_size, get_human_readable_count
 
 
 class ThrottledRichProgressBar(RichProgressBar):
@@ -64,6 +65,59 @@ class ThrottledRichProgressBar(RichProgressBar):
         total = self.total_test_batches_current_dataloader
         if self._due(batch_idx, total):
             super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+
+class ModelSummaryTable(RichModelSummary):
+    """Lightning's rich model summary without its FLOPs column and `Total FLOPs: 0` line when no FLOPs
+    were counted: Lightning counts them only for a task with an `example_input_array`, which none has,
+    so the zeros say nothing but look like a broken model."""
+
+    @staticmethod
+    def summarize(
+        summary_data: list[tuple[str, list[str]]],
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes: dict[str, int],
+        total_flops: int,
+        **summarize_kwargs: Any,
+    ) -> None:
+        if total_flops:
+            RichModelSummary.summarize(
+                summary_data,
+                total_parameters,
+                trainable_parameters,
+                model_size,
+                total_training_modes,
+                total_flops,
+                **summarize_kwargs,
+            )
+            return
+        from rich import get_console
+        from rich.table import Table
+
+        columns = [(name, values) for name, values in summary_data if name != "FLOPs"]
+        table = Table(header_style=summarize_kwargs.get("header_style", "bold magenta"))
+        for name, _ in columns:
+            right = name.startswith("Params") or name.endswith("sizes")
+            table.add_column(name, style="dim" if name == " " else None, justify="right" if right else "left")
+        for row in zip(*(values for _, values in columns), strict=True):
+            table.add_row(*row)
+        grid = Table.grid(expand=True)
+        grid.add_column()
+        rows = {
+            "Trainable params": get_human_readable_count(int(trainable_parameters)),
+            "Non-trainable params": get_human_readable_count(int(total_parameters - trainable_parameters)),
+            "Total params": get_human_readable_count(int(total_parameters)),
+            "Total estimated model params size (MB)": get_formatted_model_size(model_size),
+            "Modules in train mode": total_training_modes["train"],
+            "Modules in eval mode": total_training_modes["eval"],
+        }
+        for label, value in rows.items():
+            grid.add_row(f"[bold]{label}[/]: {value}")
+        console = get_console()
+        console.print(table)
+        console.print(grid)
 
 
 class Stopwatch(pl.Callback):

@@ -22,7 +22,7 @@ from lightsuite.run.callbacks import Stopwatch
 from lightsuite.run.checkpoints import RunRecord
 from lightsuite.run.compile import compile_callbacks
 from lightsuite.run.files import float_metrics, save_metrics, save_run_end
-from lightsuite.run.loggers import built_loggers
+from lightsuite.run.loggers import build_loggers, built_loggers, log_hparams_row
 from lightsuite.run.resume import (
     RandomStates,
     announce_resume,
@@ -34,6 +34,7 @@ from lightsuite.run.resume import (
     resume_checkpoint,
 )
 from lightsuite.run.transfer import freezing_callbacks
+from lightsuite.tasks.steps import logger_step
 
 # in-memory tensor sets are batched by slicing: worker processes would only add overhead
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -60,6 +61,8 @@ def fit_and_test(cfg: DictConfig, started: float | None = None) -> dict[str, flo
         if kept is not None:
             return kept
         announce_resume(cfg, saved.path)
+    # built before prepare_run writes the run's files: a logger that cannot be built leaves no run behind
+    loggers = [] if cfg.get("dry_run", False) else build_loggers(cfg.get("logger"))
     datamodule, task = prepare_run(cfg)
     if cfg.get("dry_run", False):
         report_dry_run(cfg, task)
@@ -77,7 +80,7 @@ def fit_and_test(cfg: DictConfig, started: float | None = None) -> dict[str, flo
     callbacks += compile_callbacks(cfg)
 
     metrics: dict[str, float] = {}
-    with built_loggers(cfg.get("logger")) as loggers:
+    with built_loggers(loggers):
         # in a SLURM task: SLURM's ranks, and requeueing left to submitit (launch/slurm_task.py)
         plugins = task_plugins()
         cluster = {} if cfg.trainer.get("plugins") else {"plugins": plugins or None}
@@ -106,6 +109,8 @@ def fit_and_test(cfg: DictConfig, started: float | None = None) -> dict[str, flo
             with interrupts_explained(trainer, cfg):
                 trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
             metrics.update(float_metrics(trainer.callback_metrics))
+        # TensorBoard's HParams tab: this run's config beside its final metrics
+        log_hparams_row(loggers, cfg, metrics, logger_step(trainer))
 
     save_metrics(metrics, cfg.paths.output_dir)
     save_run_end(cfg.paths.output_dir)  # the end time in run.json's provenance

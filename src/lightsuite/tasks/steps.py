@@ -80,3 +80,13 @@ def logs_this_step(trainer: pl.Trainer, step: int) -> bool:
     """
     every = trainer.log_every_n_steps
     return bool(trainer.fast_dev_run) or trainer.should_stop or (every > 0 and (step + 1) % every == 0)
+
+
+def logger_step(trainer: pl.Trainer) -> int:
+    """The step the loggers put this moment's values at: one per training batch, whatever the optimizers.
+
+    `global_step` counts optimizer steps, two or more per batch under manual optimization (a GAN's G
+    and D); Lightning's logger connector (and its own LearningRateMonitor) use this counter instead,
+    so a picture logged at it sits beside the scalars of the same moment.
+    """
+    return trainer.fit_loop.epoch_loop._batches_that_stepped

@@ -239,15 +239,31 @@ def test_a_non_finite_loss_stops_the_run_naming_the_learning_rates(make_cfg, tmp
 
 def test_scatter_plots_are_written_and_logged_to_tensorboard(make_cfg, tmp_path):
     cfg = make_cfg(
-        "train", [*TOY, "logger=tensorboard", "trainer.max_epochs=2", "task.sample_every_n_epochs=1"]
+        "train",
+        [
+            *TOY,
+            "logger=[csv,tensorboard]",
+            "trainer.max_epochs=2",
+            "trainer.log_every_n_steps=1",
+            "task.sample_every_n_epochs=1",
+        ],
     )
     train(cfg)
     run = tmp_path / "run"
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_000.png", "epoch_001.png"]
-    events = EventAccumulator(str(next(run.rglob("events.out.tfevents.*")).parent))
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
     assert "val/samples" in events.Tags()["images"]
     assert json.loads((run / "metrics.json").read_text())["val/modes_covered"] >= 0
+    # one step axis: a picture sits at the step of the validation scalars it was drawn with (one step
+    # per batch, here one per epoch), not at the optimizer steps (G's and D's) that `global_step` counts
+    image_steps = [e.step for e in events.Images("val/samples")]
+    assert image_steps == [0, 1]
+    assert [e.step for e in events.Scalars("val/modes_covered")] == image_steps
+    # the learning-rate monitor names the two rates after their networks
+    header = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"lr-G", "lr-D"} <= set(header)
+    assert not [name for name in header if name.startswith("lr-Adam")]
 
 
 def test_fid_classifier_is_cached_frozen_and_kept_out_of_the_checkpoint(make_cfg, fid_cache, tmp_path):

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor, nn
 from torch.optim import Optimizer
+from torch.optim.lr_scheduler import ConstantLR
 
 from lightsuite.errors import ConfigError
 from lightsuite.io import save_png
@@ -35,6 +36,7 @@ from lightsuite.tasks.steps import (
     BACKWARD_HOOKS,
     OPTIMIZER_STEP_HOOKS,
     hooks_can_be_skipped,
+    logger_step,
     raise_if_diverged,
 )
 
@@ -181,10 +183,15 @@ class GANTask(pl.LightningModule):
 
     # --- training ------------------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        return [
-            make_optimizer(self.g_optimizer_factory, self.net.generator.parameters()),
-            make_optimizer(self.d_optimizer_factory, self.net.discriminator.parameters()),
+        g_opt = make_optimizer(self.g_optimizer_factory, self.net.generator.parameters())
+        d_opt = make_optimizer(self.d_optimizer_factory, self.net.discriminator.parameters())
+        # Lightning's LearningRateMonitor names a rate after its scheduler's `name` (else `lr-Adam`,
+        # `lr-Adam-1`): constant schedules (factor 1, never stepped) give G's and D's rates their names
+        schedulers = [
+            {"scheduler": ConstantLR(opt, factor=1.0, total_iters=0), "name": name}
+            for opt, name in ((g_opt, "lr-G"), (d_opt, "lr-D"))
         ]
+        return [g_opt, d_opt], schedulers
 
     def _step(self, opt: Any, loss: Tensor, lean: bool = False) -> None:
         opt.zero_grad(set_to_none=True)
@@ -372,7 +379,8 @@ class GANTask(pl.LightningModule):
         save_png(
             array, Path(self.trainer.default_root_dir) / "samples" / f"epoch_{self.current_epoch:03d}.png"
         )
-        log_image(self.loggers, "val/samples", array, self.global_step)
+        # at the scalars' step (one per batch), not `global_step` (one per optimizer step: G's and D's)
+        log_image(self.loggers, "val/samples", array, logger_step(self.trainer))
 
     # --- checkpoints and lightsuite-sample -----------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
