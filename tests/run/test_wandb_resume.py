@@ -39,10 +39,20 @@ def _offline_env(mp: pytest.MonkeyPatch, home: Path) -> None:
     mp.setenv("WANDB_DIR", str(home))
 
 
-def _segments(run: Path) -> list[list]:
-    """Each offline folder's records, in the order `wandb sync` replays them (their start times)."""
-    files = [read_records(f) for f in run.glob("wandb/offline-run-*/run-*.wandb")]
-    return sorted(files, key=lambda records: _of(records, "run")[0].start_time.ToNanoseconds())
+def _segments(run: Path, count: int, exits: int, timeout: float = 60) -> list[list]:
+    """Each offline folder's records, in the order `wandb sync` replays them (their start times),
+    once there are `count` with `exits` finished among them: W&B's service, shared by the runs of
+    this process, writes a finished run's file a little after `wandb.finish` returns."""
+    deadline = time.monotonic() + timeout
+    while True:
+        files = [read_records(f) for f in run.glob("wandb/offline-run-*/run-*.wandb")]
+        started = [records for records in files if _of(records, "run")]
+        done = len(files) == len(started) == count and sum(bool(_of(r, "exit")) for r in files) >= exits
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert done, f"{run}: {len(files)} W&B run files, {len(started)} started, of {count}"
+    return sorted(started, key=lambda records: _of(records, "run")[0].start_time.ToNanoseconds())
 
 
 def _of(records: list, kind: str) -> list:
@@ -95,9 +105,8 @@ def _wait_for_service_of(pid: int, timeout: float = 60) -> None:
     raise AssertionError(f"the W&B service of the killed process {pid} is still running")
 
 
-def _assert_syncs_to(run: Path, reference: list) -> None:
-    segments = _segments(run)
-    assert len(segments) == 2
+def _assert_syncs_to(run: Path, reference: list, exits: int) -> None:
+    segments = _segments(run, 2, exits)
     assert len({_of(records, "run")[0].run_id for records in segments}) == 1
     union = [row for records in segments for row in _rows(records)]
     # each logged row once, in step order across the folders: the uninterrupted run's rows
@@ -120,7 +129,7 @@ def _reference(make_cfg, references: dict[str, list], root: Path) -> list:
         with pytest.MonkeyPatch.context() as mp:
             _offline_env(mp, root / "home")
             train(make_cfg("train", TINY, run_dir=root / "run"))
-        (references["run"],) = _segments(root / "run")
+        (references["run"],) = _segments(root / "run", 1, exits=1)
     return references["run"]
 
 
@@ -132,14 +141,14 @@ def test_stopped_mid_epoch_then_resumed_syncs_each_step_once(
     run = tmp_path / "run"
     with pytest.raises(RunInterrupted, match=r"interrupted in epoch 1 at step 6"):
         train(make_cfg("train", [*TINY, *_stop_at(6, 15)], run_dir=run))
-    (stopped,) = _segments(run)
+    (stopped,) = _segments(run, 1, exits=1)
     # the stopped segment logged past its checkpoint (the next step's learning rate): a row the
     # resumed segment logs again
     assert max(step for step, _ in _rows(stopped)) > 5
 
     train(make_cfg("train", TINY, run_dir=run))
-    _assert_syncs_to(run, reference)
-    assert _of(_segments(run)[0], "exit"), "the stopped segment's exit record was dropped"
+    # both finished: the stopped segment's exit record kept
+    _assert_syncs_to(run, reference, exits=2)
 
 
 def test_killed_after_an_epoch_then_resumed_syncs_each_step_once(
@@ -166,11 +175,11 @@ def test_killed_after_an_epoch_then_resumed_syncs_each_step_once(
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == -9, err[-3000:]
     _wait_for_service_of(proc.pid)
-    (killed,) = _segments(run)
+    (killed,) = _segments(run, 1, exits=0)
     assert max(step for step, _ in _rows(killed)) >= 5, "the kill came before the second epoch logged"
 
     train(make_cfg("train", TINY, run_dir=run))
-    _assert_syncs_to(run, reference)
+    _assert_syncs_to(run, reference, exits=1)
 
 
 def test_records_larger_than_a_block_are_written_across_blocks(tmp_path):

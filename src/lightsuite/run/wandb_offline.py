@@ -6,13 +6,15 @@ What wandb 0.31 does with them (`wandb sync`, implemented in its Go core `wandb-
 
 - the files of one run (entity/project/id) are synced one after another, in the order of their run
   records' start times (`wandb sync --help`, `-n`; `runsync.(*RunSyncOperation).initAndPlan`
-  sorts them), the later ones resuming the run the earlier ones created;
+  sorts them); each asks the server for the run's state (`RunResumeStatus`: the run records say
+  `resume`) and the later ones resume the run the first created, appending its history lines;
 - the records go to the sender without the handler that numbers steps while a run is live:
   `Sender.sendHistory` renumbers each history row with a `HistoryStepTracker`, whose running step
-  starts at the run's `StartingStep` (one past the server's last `_step` on a resume) and a row
-  whose `_step` is behind it gets the running step ("historystep: _step behind running step,
-  renumbering"). Nothing is dropped: the offline segment after a resume counts `_step` from 0
-  again (an offline run knows no server state) and its rows are appended after the earlier ones'.
+  starts at the run's `StartingStep` (one past the server's last `_step` on a resume, kept in the
+  `.wandb.syncstate` beside the file) and a row whose `_step` is behind it gets the running step
+  ("historystep: _step behind running step, renumbering"). Nothing is dropped: the offline segment
+  after a resume counts `_step` from 0 again (an offline run knows no server state) and its rows
+  are appended after the earlier ones' as the next steps.
 
 So the killed segment's rows logged after the checkpoint it resumes from (the rest of the cut
 epoch, or the step after a mid-epoch save) would reach the run twice, once from each segment.
