@@ -8,6 +8,7 @@ types FULL=1, FIRST=2, MIDDLE=3, LAST=4 stitch records that cross blocks.
 from __future__ import annotations
 
 import struct
+import zlib
 from pathlib import Path
 
 from wandb.proto import wandb_internal_pb2
@@ -25,11 +26,13 @@ def read_records(path: Path) -> list[wandb_internal_pb2.Record]:
         if room < HEADER:  # block trailer padding
             pos += room
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER])
+        crc, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER])
         chunk = data[pos + HEADER : pos + HEADER + length]
         pos += HEADER + length
-        if kind == 0 and length == 0:
+        if (kind == 0 and length == 0) or len(chunk) < length:  # the end, or a chunk being written
             break
+        # the checksum W&B's writer frames each chunk with: CRC-32 (IEEE) over its type and data
+        assert zlib.crc32(chunk, zlib.crc32(bytes([kind]))) == crc, f"{path}: bad chunk at {pos}"
         pending = chunk if kind in (1, 2) else pending + chunk
         if kind in (1, 4):
             record = wandb_internal_pb2.Record()

@@ -31,6 +31,7 @@ from lightsuite.run.resume import (
     finished_run,
     interrupts_explained,
     keep_logged_epochs,
+    keep_logged_wandb_steps,
     resume_checkpoint,
 )
 from lightsuite.run.transfer import freezing_callbacks
@@ -92,6 +93,7 @@ def fit_and_test(cfg: DictConfig, started: float | None = None) -> dict[str, flo
         announce_rank(trainer, cfg)
         if saved is not None and fit:
             keep_logged_epochs(loggers, saved.epoch, saved.logged_step if saved.mid_epoch else None)
+            keep_logged_wandb_steps(loggers, saved.epoch, saved.logged_step if saved.mid_epoch else None)
         for lg in loggers:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if fit:

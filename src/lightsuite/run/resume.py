@@ -35,7 +35,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import CSVLogger, Logger
+from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from lightsuite.errors import ConfigError, RunInterrupted
@@ -77,6 +77,31 @@ def keep_logged_epochs(loggers: list[Logger], epoch: int, step: int | None = Non
         writer = lg.experiment  # starting the writer deletes metrics.csv: the kept rows replace it
         writer.metrics_keys = header
         tmp.replace(path)
+
+
+@rank_zero_only
+def keep_logged_wandb_steps(loggers: list[Logger], epoch: int, step: int | None = None) -> None:
+    """Trim an offline W&B run's earlier segments to what the checkpoint holds, as the CSV log is.
+
+    Each segment of an offline run writes its own `offline-run-*` folder under the one run id, and
+    `wandb sync` appends the folders' rows in time order: the killed segment's rows after the
+    checkpoint (logged again by this resumed segment) would reach the run twice. Those rows are
+    dropped from the earlier folders (`run/wandb_offline.py`), by `keep_logged_epochs`' rule on
+    each row's `trainer/global_step` and `epoch`. Call before anything is logged.
+    """
+    from lightsuite.run.wandb_offline import trim_offline_runs
+
+    def covered(history: Any) -> bool:
+        keys = {"trainer/global_step": "step", "epoch": "epoch"}  # as the CSV row names them
+        row = {keys[k]: i.value_json for i in history.item if (k := i.key or "/".join(i.nested_key)) in keys}
+        return _logged_before(row, epoch, step)
+
+    for lg in loggers:
+        if not isinstance(lg, WandbLogger) or not getattr(lg, "_offline", False) or not lg.save_dir:
+            continue
+        live = getattr(lg._experiment, "settings", None)  # the folder this segment writes, if started
+        live_dir = Path(live.sync_dir) if live is not None and getattr(live, "sync_dir", None) else None
+        trim_offline_runs(Path(lg.save_dir) / "wandb", str(lg.version), covered, live_dir)
 
 
 def _logged_before(row: Mapping[str, str], epoch: int, step: int | None) -> bool:
