@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: train test lint format install dev clean slurm-up slurm-down slurm-status
+.PHONY: train test lint format install dev clean slurm-up slurm-down slurm-status results
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ train: install
 test: dev
 	$(BIN)/python -m compileall -q src
 	$(BIN)/python -m pytest -n auto --dist loadgroup $(ARGS)
+
+# the lecture's claims (conf/experiment/claims/): run the sweeps that are not on disk, then write
+# docs/results.md; a killed `make results` continues where it stopped (CLAIMS=a,b for some of them)
+results: install
+	$(BIN)/lightsuite-report --claims=$(or $(CLAIMS),all)
 
 lint: dev
 	$(BIN)/ruff check .

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from lightsuite.errors import ConfigError, exit_on_user_error
 
-OPTIONS = ("metrics", "output")
+OPTIONS = ("metrics", "output", "run")
 # a job's row in the terminal table by its status (the best job is bold yellow)
 STYLES = {"failed": "red", "unfinished": "dim", "pruned": "magenta"}
 
@@ -37,6 +37,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("args", nargs="*", metavar="DIR | metrics=a,b | output=DIR")
     parser.add_argument("--metrics", help="comma-separated metric names (default: the task's report_metrics)")
     parser.add_argument("--output", help="report folder (default: DIR/report of the first DIR)")
+    parser.add_argument(
+        "--claims",
+        nargs="?",
+        const="all",
+        help="run the lecture's claims that are not on disk, then write docs/results.md (names: a,b; "
+        "run=false: only the page; output=DIR: another docs folder)",
+    )
+    parser.add_argument("--run", default="true", help=argparse.SUPPRESS)
     ns = parser.parse_args(argv)
     ns.dirs = []
     for arg in ns.args:
@@ -57,6 +65,8 @@ def report(argv: Sequence[str] | None = None, console: Console | None = None) ->
     from lightsuite.reporting.study import summary_line
 
     ns = parse_args(argv)
+    if ns.claims is not None:
+        return _claims(ns, console or Console())
     built = make_report(ns.dirs, ns.metrics)
     out = write_report(built, ns.output or default_output(ns.dirs))
     console = console or Console()
@@ -78,6 +88,19 @@ def report(argv: Sequence[str] | None = None, console: Console | None = None) ->
         console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     # unwrapped, so the path can be copied whole
     console.print(f"report: {out / 'index.html'}", highlight=False, soft_wrap=True)
+    return out
+
+
+def _claims(ns: argparse.Namespace, console: Console) -> Path:
+    """`--claims`: the claims' sweeps under the current directory's outputs/claims, then the results page."""
+    from lightsuite.reporting.claims import results
+
+    if ns.run not in ("true", "false"):
+        raise ConfigError(f"run={ns.run}: use run=true (run what is missing, the default) or run=false")
+    if ns.dirs:
+        raise ConfigError(f"--claims reads outputs/claims/ under this directory, not {ns.dirs[0]}: drop it")
+    out = results(ns.claims, Path.cwd(), Path(ns.output or "docs"), run=ns.run == "true")
+    console.print(f"results: {out}", highlight=False, soft_wrap=True)
     return out
 
 

@@ -1,0 +1,99 @@
+"""The lecture's claims: every claim's sweep composes and dry-runs job by job, its page section is
+built from the run dirs (the tables parse back to their `metrics.json`), and `make results` is
+incremental (a finished job is not run again)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+from conftest import FAST
+
+from lightsuite import CONFIG_DIR
+from lightsuite.errors import ConfigError
+from lightsuite.reporting.claims import CLAIMS, chosen, claim_jobs, results
+
+CLAIM_FILES = sorted(
+    p.stem for p in (Path(CONFIG_DIR) / "experiment" / "claims").glob("*.yaml") if p.stem[0] != "_"
+)
+
+
+def _swept(name: str) -> dict[str, list[str]]:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment=claims/{name}"], return_hydra_config=True)
+    return {k: str(v).split(",") for k, v in cfg.hydra.sweeper.params.items()}
+
+
+@pytest.mark.parametrize("name", CLAIM_FILES)
+def test_each_claim_dry_runs_as_a_sweep_of_every_job(name, multirun, tmp_path):
+    swept = _swept(name)
+    if name in CLAIMS:  # the page reads the jobs the config sweeps (the CIFAR-10 variants have no section)
+        assert swept == CLAIMS[name].params
+    # every setting, each once: jobs that differ only in their seed build the same objects
+    multirun(
+        f"experiment=claims/{name}", "dry_run=true", "hydra/launcher=basic", "hydra.sweeper.params.seed=1"
+    )
+    (sweep,) = (tmp_path / "outputs" / "claims").iterdir()
+    assert name not in CLAIMS or sweep.name == CLAIMS[name].sweep
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    settings = math.prod(len(values) for key, values in swept.items() if key != "seed")
+    assert len(summary["jobs"]) == settings and {j["status"] for j in summary["jobs"]} == {"completed"}
+
+
+def test_unknown_claim_is_one_line():
+    with pytest.raises(ConfigError, match=r"no claim 'degredation'; choose from degradation, "):
+        chosen("degredation")
+
+
+def _table(section: str) -> list[dict[str, str]]:
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [
+        dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True)) for line in lines[2:]
+    ]
+
+
+def test_a_claim_end_to_end_through_make_results(tmp_path, capfd):
+    # the sunspots claim, shrunk: one network, one seed, both horizons, a short fit, one baseline
+    tiny = ["hydra.sweeper.params.model=gru", "hydra.sweeper.params.seed=1", "trainer.max_epochs=3"]
+    tiny += ["task.baselines=[naive,drift]", "hydra.launcher.n_parallel=2", "task.plot=false", *FAST]
+    docs = tmp_path / "docs"
+    page = results("forecasting", tmp_path, docs, extra=tiny)
+    text = page.read_text()
+    section = text.split("## 1. ")[1]
+    rows = _table(section)
+    assert [(r["model"], r["data.horizon"], r["seeds"]) for r in rows] == [
+        ("gru", "1", "1/1"),
+        ("gru", "11", "1/1"),
+    ]
+    jobs = {job.value("data.horizon"): job for job in claim_jobs(CLAIMS["forecasting"], tmp_path)}
+    for row in rows:
+        metrics = json.loads((jobs[row["data.horizon"]].path / "metrics.json").read_text())
+        assert float(row["MASE"]) == pytest.approx(metrics["test/mase"], rel=1e-3)
+        best = min(metrics["baseline/naive/test/mase"], metrics["baseline/drift/test/mase"])
+        assert float(row["best baseline MASE"]) == pytest.approx(best, rel=1e-3)
+    assert (
+        "(docs/results/forecasting.png)" not in text
+        and (docs / "results" / "forecasting.png").stat().st_size > 0
+    )
+    assert re.search(
+        r"\*\*Did it hold\?\*\* H = 1: the best network \(model=gru, MASE [\d.]+\) (beats|does not beat)",
+        text,
+    )
+    assert re.search(r"2 of 2 jobs finished; \d+ s from the first start to the last end", text), section[:600]
+
+    # again: nothing is trained, the finished jobs return their metrics.json
+    stamps = {h: (job.path / "metrics.json").stat().st_mtime_ns for h, job in jobs.items()}
+    capfd.readouterr()
+    results("forecasting", tmp_path, docs, extra=tiny)
+    assert {h: (job.path / "metrics.json").stat().st_mtime_ns for h, job in jobs.items()} == stamps
+    assert (
+        page.read_text().split("Written")[1].split("\n", 1)[1] == text.split("Written")[1].split("\n", 1)[1]
+    )
