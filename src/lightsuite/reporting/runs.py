@@ -2,7 +2,9 @@
 
 A run dir is what one `lightsuite-train` job leaves: `.hydra/` (config and overrides, written
 before the job starts), `config.yaml` (resolved), `csv/metrics.csv` (the CSV logger's history),
-`run.json` (the task, its report metrics and the provenance: commit, command, host), `metrics.json`
+`history.jsonl` (every epoch's logged values, kept whatever the loggers: `run/history.py`),
+`run.json` (the task, its report metrics, its parameter count and the provenance: commit, command,
+host, start and end of each process that ran in it), `metrics.json`
 (only when the job finished, or was pruned by an Optuna search: then it holds the
 fit's metrics so far), `<job name>.log` (Hydra's log file, which holds the error of a failed job)
 and, for a job of a multirun, `job_status.json` (the sweep's verdict: completed, failed, pruned).
@@ -17,6 +19,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,8 @@ from lightsuite.errors import ConfigError
 from lightsuite.io import RUN_FILE, STATUS_FILE
 
 REPORT_DIR = "report"
+# written by `run/history.py` (the report imports nothing of run/: the name is repeated here)
+HISTORY_FILE = "history.jsonl"
 DONE, FAILED, UNFINISHED = "done", "failed", "unfinished"
 # stopped early by an Optuna search's pruner: its metrics are those of an unfinished fit, never the best
 PRUNED = "pruned"
@@ -114,6 +119,31 @@ class Job:
     def metric_names(self) -> set[str]:
         return set(self.final) | set(self.history)
 
+    @property
+    def epochs(self) -> int | None:
+        """Epochs run: the last epoch any logged value belongs to, counted from 1 (None: nothing logged)."""
+        found = [p.epoch for points in self.history.values() for p in points if p.epoch is not None]
+        return max(found) + 1 if found else None
+
+    @property
+    def parameters(self) -> int | None:
+        """The task's parameter count from `run.json` (None for run dirs older than it)."""
+        count = self.run.get("parameters")
+        return count if _is_number(count) and not isinstance(count, float) else None
+
+    @property
+    def wall_seconds(self) -> float | None:
+        """Wall time from `run.json`'s start and end: summed over the processes that ran in the dir
+        (a resume, a requeue), those that never ended left out; None when no process ended."""
+        segments = self._provenance.get("segments")
+        spans = segments if isinstance(segments, list) and segments else [self._provenance]
+        total, any_ended = 0.0, False
+        for span in spans:
+            seconds = _span(span) if isinstance(span, dict) else None
+            if seconds is not None:
+                total, any_ended = total + seconds, True
+        return total if any_ended else None
+
 
 def find_jobs(dirs: Iterable[str | os.PathLike]) -> list[Job]:
     """Every run under each of `dirs` (a sweep dir, a parent of sweeps, or a run dir itself).
@@ -180,6 +210,9 @@ def load_job(path: Path, name: str) -> Job:
     hydra_cfg = (_read_yaml(hydra_dir / "hydra.yaml") or {}).get("hydra", {})
     choices = {k: _text(v) for k, v in (hydra_cfg.get("runtime", {}).get("choices") or {}).items()}
     history = read_history(path / "csv" / "metrics.csv")
+    # whatever the loggers, the run dir's own record of each epoch: what the CSV lacks comes from it
+    for key, points in read_epoch_history(path / HISTORY_FILE).items():
+        history.setdefault(key, points)
     final = _read_final(path)
     if final is not None and not from_this_run(final, history):
         final = None
@@ -301,6 +334,38 @@ def read_history(file: Path) -> dict[str, list[Point]]:
                 continue
             by_metric.setdefault(key, {})[(step, epoch)] = Point(step, epoch, value)
     return {k: sorted(v.values(), key=lambda p: (p.step, p.epoch or 0)) for k, v in by_metric.items()}
+
+
+def read_epoch_history(file: Path) -> dict[str, list[Point]]:
+    """`history.jsonl` (one line per epoch) as one series per metric; a line cut short is skipped,
+    a null (a non-finite value) read as NaN."""
+    try:
+        lines = file.read_text().splitlines() if file.is_file() else []
+    except (OSError, UnicodeDecodeError):
+        return {}
+    by_metric: dict[str, dict[int, Point]] = {}
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        epoch, step = (row.get("epoch"), row.get("step")) if isinstance(row, dict) else (None, None)
+        if _epoch(epoch) is None or not isinstance(step, int):
+            continue
+        for key, value in row.items():
+            if key in ("epoch", "step") or not (value is None or _is_number(value)):
+                continue
+            by_metric.setdefault(key, {})[epoch] = Point(step, epoch, math.nan if value is None else value)
+    return {k: [v[e] for e in sorted(v)] for k, v in by_metric.items()}
+
+
+def _span(record: dict[str, Any]) -> float | None:
+    """Seconds from a record's `start` to its `end` (ISO 8601 times), None when either is missing."""
+    try:
+        start, end = datetime.fromisoformat(record["start"]), datetime.fromisoformat(record["end"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return max(0.0, (end - start).total_seconds())
 
 
 def last_error(path: Path) -> str | None:
