@@ -60,9 +60,12 @@ def make_report(dirs: Sequence[str], metrics: Sequence[str] | None = None) -> Re
         raise ConfigError("no DIR given: lightsuite-report outputs/multirun/<date>/<time> [more dirs]")
     jobs = find_jobs(dirs)
     logged = sorted(set().union(*(job.metric_names for job in jobs)))
+    # a per-step metric (`train/loss`) that only its epoch mean stands for (a run without the CSV log)
+    means = [m.removesuffix("_epoch") for m in logged if m.endswith("_epoch")]
+    drawable = {*logged, *means}
     notes: list[str] = []
     if metrics:
-        missing = [m for m in metrics if m not in logged]
+        missing = [m for m in metrics if m not in drawable]
         if missing:
             raise ConfigError(
                 f"metrics={','.join(missing)} was not logged by any job; "
@@ -71,10 +74,10 @@ def make_report(dirs: Sequence[str], metrics: Sequence[str] | None = None) -> Re
         chosen = list(dict.fromkeys(metrics))
     else:
         chosen = default_metrics(jobs, notes)
-        skipped = [m for m in chosen if m not in logged]
+        skipped = [m for m in chosen if m not in drawable]
         if skipped:
             notes.append(f"not logged by any job, not plotted: {', '.join(skipped)}")
-        chosen = [m for m in chosen if m in logged]
+        chosen = [m for m in chosen if m in drawable]
         if not chosen:
             raise ConfigError(
                 f"no job logged the default metrics; choose with metrics=a,b from: {', '.join(logged)}"

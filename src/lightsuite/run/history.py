@@ -9,10 +9,10 @@ the epoch's values at, so a line lines up with the CSV logger's rows.
 What a line holds: the values logged during that epoch (validation and epoch means). A per-step
 value (`train/loss`, the last logged batch; the learning rates) is left out: the CSV logger keeps
 the per-step series, and the report draws the epoch mean `train/loss_epoch` where it has no CSV.
-A resumed run rewinds the file to the epochs before the one it trains first (those its checkpoint
-holds, as `run/resume.py` does for the CSV logger; a mid-epoch checkpoint's epoch is written again
-when it ends), so each epoch appears once. A SIGKILL between an epoch's checkpoint and its line
-loses that line; the CSV logger, which writes every 100 steps, loses more.
+A resumed run rewinds the file to the epochs its checkpoint holds (as `run/resume.py` does for the
+CSV logger; a mid-epoch checkpoint's epoch is written when it ends), so each epoch appears once.
+A SIGKILL between an epoch's checkpoint and its line loses that line; the CSV logger, which writes
+every 100 steps, loses more.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Checkpoint
+
+from lightsuite.run.preemption import STATE_KEY as MID_EPOCH_KEY
 
 HISTORY_FILE = "history.jsonl"
 
@@ -41,12 +43,22 @@ class EpochHistory(Checkpoint):
     def __init__(self, dirpath: str | os.PathLike) -> None:
         self.path = Path(dirpath) / HISTORY_FILE
         self._before: dict[str, Any] = {}
+        # where the checkpoint a fit resumes from stood: its epoch, and its logger step if mid-epoch
+        self._restored: tuple[int, int | None] | None = None
+        self._last_kept = -1
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+        step = int(loop.get("_batches_that_stepped", -1)) if MID_EPOCH_KEY in checkpoint else None
+        self._restored = (int(checkpoint.get("epoch", -1)), step)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # `current_epoch` is the first epoch this fit trains: 0 for a new run (an old file is dropped),
-        # the checkpoint's next epoch, or the epoch a mid-epoch checkpoint was saved inside
         if trainer.is_global_zero:
-            keep_epochs(self.path, trainer.current_epoch)
+            # a new fit keeps nothing of an earlier run into this dir; a resume what its checkpoint holds
+            epoch, step = self._restored or (-1, None)
+            self._last_kept = keep_logged(self.path, epoch, step)
         self.on_train_epoch_start(trainer, pl_module)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -54,7 +66,8 @@ class EpochHistory(Checkpoint):
         self._before = dict(trainer.callback_metrics)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero or trainer.sanity_checking:
+        # a resume from a checkpoint saved at its epoch's validation ends that epoch again: kept already
+        if not trainer.is_global_zero or trainer.current_epoch <= self._last_kept:
             return
         logged = {k: v for k, v in trainer.callback_metrics.items() if self._before.get(k) is not v}
         row = epoch_row(logged, trainer.current_epoch, trainer.fit_loop.epoch_loop._batches_that_stepped - 1)
@@ -85,18 +98,29 @@ def epoch_row(logged: dict[str, Any], epoch: int, step: int) -> dict[str, Any]:
     return {"epoch": epoch, "step": step, **dict(sorted(values.items()))}
 
 
-def keep_epochs(path: Path, first: int) -> None:
-    """Keep the lines of epochs before `first` (the rest are trained again), atomically."""
+def keep_logged(path: Path, epoch: int, step: int | None = None) -> int:
+    """Keep the lines a checkpoint holds, atomically, and return the last epoch kept (-1: none).
+
+    The rule of `run/resume.py`'s `keep_logged_epochs` for the CSV log: the epochs up to the
+    checkpoint's `epoch`, or, for a checkpoint from inside its epoch, the lines up to its logger
+    `step`. The rest is trained (and written) again.
+    """
     if not path.is_file():
-        return
-    kept = []
+        return -1
+    kept, last = [], -1
     for line in path.read_text().splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:  # a line cut short by a kill
             continue
-        if isinstance(row, dict) and isinstance(row.get("epoch"), int) and row["epoch"] < first:
+        if not (
+            isinstance(row, dict) and isinstance(row.get("epoch"), int) and isinstance(row.get("step"), int)
+        ):
+            continue
+        if (row["step"] <= step) if step is not None else (row["epoch"] <= epoch):
             kept.append(line + "\n")
+            last = max(last, row["epoch"])
     tmp = path.with_name(path.name + ".kept")
     tmp.write_text("".join(kept))
     tmp.replace(path)
+    return last
