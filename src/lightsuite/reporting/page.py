@@ -26,7 +26,7 @@ from lightsuite.reporting.runs import (
     Job,
     find_jobs,
 )
-from lightsuite.reporting.shared import shared_settings
+from lightsuite.reporting.shared import shared_html, shared_settings
 
 
 @dataclass
@@ -108,7 +108,7 @@ def make_report(dirs: Sequence[str], metrics: Sequence[str] | None = None) -> Re
         shared=shared_settings(jobs, keys),
     )
     for metric in chosen:
-        drawn = curve_metric(jobs, metric)
+        drawn = plots.curve_metric(jobs, metric)
         fig = plots.curves_figure(groups, drawn) if drawn else None
         if fig is not None:
             name = f"curves_{tables.slug(metric)}.png"
@@ -130,15 +130,6 @@ def make_report(dirs: Sequence[str], metrics: Sequence[str] | None = None) -> Re
     report.studies = study.find_studies(dirs, jobs, report.notes)
     report.pictures = pictures.job_pictures(jobs, best, report.notes)
     return report
-
-
-def curve_metric(jobs: Sequence[Job], metric: str) -> str | None:
-    """What to draw for `metric`: its own series where a job logged one (the CSV's per-step
-    `train/loss`), else its epoch mean `<metric>_epoch` (a run without the CSV logger has only that)."""
-    for name in (metric, f"{metric}_epoch"):
-        if any(job.history.get(name) for job in jobs):
-            return name
-    return None
 
 
 def default_metrics(jobs: Sequence[Job], notes: list[str]) -> list[str]:
@@ -250,7 +241,7 @@ def page(report: Report, output: Path | None = None) -> str:
         f"{datetime.now():%Y-%m-%d %H:%M}</p>",
         f"<p id=summary>{summary}.</p>",
         *(f"<p class=note>{esc(n)}</p>" for n in report.notes),
-        *_shared_section(report),
+        *shared_html(report.shared, len(report.jobs)),
         "<h2>Jobs</h2>",
         _html_table("jobs", *job_rows(report), [_row_class(job, report.tied) for job in report.jobs], links),
         "<p class=meta>Final metrics from <code>metrics.json</code>; for a job that did not finish, the "
@@ -299,24 +290,6 @@ img { max-width: 100%; border: 1px solid #eee }
 .meta, figcaption { color: #666; font-size: 90% }
 .note { color: #8a5a00 }
 """
-
-
-def _shared_section(report: Report) -> list[str]:
-    """The settings every job shares, one line per group: what the tables below do not repeat."""
-    if not report.shared:
-        return []
-    esc = html.escape
-    items = []
-    for group, pairs in report.shared.items():
-        shown = " · ".join(f"<code>{esc(key)}={esc(value)}</code>" for key, value in pairs)
-        items.append(f"<li><b>{esc(group)}</b>: {shown}</li>")
-    what = "every job" if len(report.jobs) > 1 else "the job"
-    return [
-        "<h2>Shared settings</h2>",
-        f"<p class=meta>Equal in {what} (data, model, task, trainer, what the callbacks monitor); the "
-        "tables show what differs. Each run dir's <code>config.yaml</code> holds everything.</p>",
-        f"<ul id=shared>{''.join(items)}</ul>",
-    ]
 
 
 def _run_link(job: Job, output: Path) -> str:

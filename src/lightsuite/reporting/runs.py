@@ -12,7 +12,6 @@ and, for a job of a multirun, `job_status.json` (the sweep's verdict: completed,
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -29,24 +28,14 @@ from lightsuite.errors import ConfigError
 
 # written by each job of a multirun (launch/sweeps.py); read here so the report and the summary agree
 from lightsuite.io import RUN_FILE, STATUS_FILE
+from lightsuite.reporting.curves import HISTORY_FILE, Point, read_epoch_history, read_history
 
 REPORT_DIR = "report"
-# written by `run/history.py` (the report imports nothing of run/: the name is repeated here)
-HISTORY_FILE = "history.jsonl"
 DONE, FAILED, UNFINISHED = "done", "failed", "unfinished"
 # stopped early by an Optuna search's pruner: its metrics are those of an unfinished fit, never the best
 PRUNED = "pruned"
 # a Hydra log record starts with its timestamp: `[2026-11-27 15:30:00,123][name][LEVEL] - message`
 _RECORD = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+\]\[[^\]]*\]\[(\w+)\] - ?(.*)$")
-
-
-@dataclass
-class Point:
-    """One logged value: the optimizer step, the epoch when the metric was logged with one, the value."""
-
-    step: int
-    epoch: int | None
-    value: float
 
 
 @dataclass
@@ -310,55 +299,6 @@ def from_this_run(final: dict[str, float], history: dict[str, list[Point]]) -> b
     return True
 
 
-def read_history(file: Path) -> dict[str, list[Point]]:
-    """The CSV logger's rows as one series per metric, ordered by step (the last value of a step wins)."""
-    if not file.is_file():
-        return {}
-    by_metric: dict[str, dict[tuple[int, int | None], Point]] = {}
-    try:
-        with file.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, csv.Error, UnicodeDecodeError):
-        return {}
-    for row in rows:
-        step = _int(row.get("step"))
-        if step is None:
-            continue
-        epoch = _int(row.get("epoch"))
-        for key, raw in row.items():
-            if key in ("step", "epoch") or key is None or raw in (None, ""):
-                continue
-            try:
-                value = float(raw)
-            except ValueError:
-                continue
-            by_metric.setdefault(key, {})[(step, epoch)] = Point(step, epoch, value)
-    return {k: sorted(v.values(), key=lambda p: (p.step, p.epoch or 0)) for k, v in by_metric.items()}
-
-
-def read_epoch_history(file: Path) -> dict[str, list[Point]]:
-    """`history.jsonl` (one line per epoch) as one series per metric; a line cut short is skipped,
-    a null (a non-finite value) read as NaN."""
-    try:
-        lines = file.read_text().splitlines() if file.is_file() else []
-    except (OSError, UnicodeDecodeError):
-        return {}
-    by_metric: dict[str, dict[int, Point]] = {}
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        epoch, step = (row.get("epoch"), row.get("step")) if isinstance(row, dict) else (None, None)
-        if _epoch(epoch) is None or not isinstance(step, int):
-            continue
-        for key, value in row.items():
-            if key in ("epoch", "step") or not (value is None or _is_number(value)):
-                continue
-            by_metric.setdefault(key, {})[epoch] = Point(step, epoch, math.nan if value is None else value)
-    return {k: [v[e] for e in sorted(v)] for k, v in by_metric.items()}
-
-
 def _span(record: dict[str, Any]) -> float | None:
     """Seconds from a record's `start` to its `end` (ISO 8601 times), None when either is missing."""
     try:
@@ -427,10 +367,3 @@ def _is_number(value: Any) -> bool:
 
 def _epoch(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-def _int(raw: str | None) -> int | None:
-    try:
-        return int(float(raw)) if raw not in (None, "") else None
-    except ValueError:
-        return None

@@ -9,6 +9,7 @@ settings.
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -39,6 +40,24 @@ def shared_settings(jobs: Sequence[Job], swept: Sequence[str]) -> dict[str, list
         group = key.split(".", 1)[0].split("/", 1)[0]
         shared["run" if key in TOP_LEVEL else group].append((key, value))
     return {group: pairs for group, pairs in shared.items() if pairs}
+
+
+def shared_html(shared: dict[str, list[tuple[str, str]]], jobs: int) -> list[str]:
+    """The settings every job shares, one line per group: what the tables below do not repeat."""
+    if not shared:
+        return []
+    esc = html.escape
+    items = []
+    for group, pairs in shared.items():
+        shown = " · ".join(f"<code>{esc(key)}={esc(value)}</code>" for key, value in pairs)
+        items.append(f"<li><b>{esc(group)}</b>: {shown}</li>")
+    what = "every job" if jobs > 1 else "the job"
+    return [
+        "<h2>Shared settings</h2>",
+        f"<p class=meta>Equal in {what} (data, model, task, trainer, what the callbacks monitor); the "
+        "tables show what differs. Each run dir's <code>config.yaml</code> holds everything.</p>",
+        f"<ul id=shared>{''.join(items)}</ul>",
+    ]
 
 
 def _settings(job: Job) -> dict[str, str]:
