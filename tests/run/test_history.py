@@ -11,6 +11,7 @@ import pytest
 from conftest import FAST
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lightsuite.reporting import tables
 from lightsuite.reporting.page import make_report, write_report
 from lightsuite.reporting.runs import find_jobs
 from lightsuite.train import train
@@ -103,6 +104,8 @@ def test_the_report_draws_curves_from_the_history(resumed_run):
     final = json.loads((resumed_run / "metrics.json").read_text())
     assert job.metric("train/loss_epoch") == final["train/loss_epoch"]
     assert not [n for n in report.notes if "no training curves" in n]
+    assert "train/loss (epoch mean)" in tables.setting_table(report.groups, report.columns)[0]
+    assert "train/loss (epoch mean)" in tables.job_table(report.jobs, [], report.columns)[0]
 
 
 def test_a_job_without_any_history_is_named_on_the_page(resumed_run, tmp_path):

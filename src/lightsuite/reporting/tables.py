@@ -203,7 +203,7 @@ def short(text: str | None) -> str:
 def setting_table(groups: Sequence[Setting], metrics: Sequence[str]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the per-setting table: mean ± standard deviation over finished seeds."""
     keys = list(groups[0].values) if groups else []
-    header = [*keys, "jobs", "finished", *metrics]
+    header = [*keys, "jobs", "finished", *map(label, metrics)]
     rows = []
     for group in groups:
         done = sum(job.status == DONE for job in group.jobs)
