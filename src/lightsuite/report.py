@@ -76,7 +76,7 @@ def report(argv: Sequence[str] | None = None, console: Console | None = None) ->
     for i in shown:
         table.add_column(header[i], overflow="fold")
     for job, row in zip(built.jobs, rows, strict=True):
-        style = "bold yellow" if job is built.best else STYLES.get(job.status)
+        style = "bold yellow" if any(job is b for b in built.tied) else STYLES.get(job.status)
         table.add_row(*(row[i] for i in shown), style=style)
     console.print(table)
     for job in built.jobs:

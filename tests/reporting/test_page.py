@@ -76,10 +76,12 @@ def test_report_files_hold_the_expected_values(sweep):
 
     md = (out / "jobs.md").read_text().splitlines()
     # the optimized metric, the plotted ones and their test/ twins where logged (no test/loss here)
-    columns = "job task.optimizer.lr seed status val/acc_best val/acc train/loss test/acc best commit error"
-    assert md[0] == "| " + " | ".join(columns.split()) + " |"
+    columns = ["job", "task.optimizer.lr", "seed", "status", "epochs", "params", "wall time"]
+    columns += ["val/acc_best", "val/acc", "train/loss", "test/acc", "best", "commit", "error"]
+    assert md[0] == "| " + " | ".join(columns) + " |"
     assert len(md) == 2 + 4 and "★" in md[3] and "failed" in md[5]
-    assert "0.85 ± 0.07071" in (out / "settings.md").read_text()
+    # s.d. 0.0707 of 0.8 and 0.9: both to its first significant digit
+    assert "0.85 ± 0.07" in (out / "settings.md").read_text()
 
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == ["curves_train_loss.png", "curves_val_acc.png", "hparam_task_optimizer_lr.png"]

@@ -111,6 +111,8 @@ def test_stopped_mid_epoch_then_resumed_equals_the_uninterrupted_run(
     resumed = train(make_cfg("train", overrides, run_dir=run))
     assert resumed == json.loads((reference / "metrics.json").read_text())
     assert _rows(run) == _rows(reference)
+    # the suite's own per-epoch record too: epoch 0 kept, the epoch cut short written once, when it ended
+    assert (run / "history.jsonl").read_text() == (reference / "history.jsonl").read_text()
 
 
 def test_a_checkpoint_every_n_steps_is_written_inside_the_epoch(make_cfg, tmp_path):

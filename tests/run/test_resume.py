@@ -78,6 +78,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
         assert got[key] == expected[key], f"{key}: resumed {got[key]} != uninterrupted {expected[key]}"
     # the CSV log holds every epoch once, those before the kill included
     assert (resumed / "csv" / "metrics.csv").read_text() == (whole / "csv" / "metrics.csv").read_text()
+    assert (resumed / "history.jsonl").read_text() == (whole / "history.jsonl").read_text()
 
     # the same command once more: the run is finished, exit 0 with its metrics, nothing rewritten
     kept = (resumed / "metrics.json").stat().st_mtime_ns

@@ -16,7 +16,17 @@ from pathlib import Path
 from lightsuite.errors import ConfigError
 from lightsuite.io import RUN_FILE
 from lightsuite.reporting import pictures, plots, study, tables
-from lightsuite.reporting.runs import DONE, FAILED, PRUNED, REPORT_DIR, UNFINISHED, Job, find_jobs
+from lightsuite.reporting.runs import (
+    DONE,
+    FAILED,
+    HISTORY_FILE,
+    PRUNED,
+    REPORT_DIR,
+    UNFINISHED,
+    Job,
+    find_jobs,
+)
+from lightsuite.reporting.shared import shared_html, shared_settings
 
 
 @dataclass
@@ -38,6 +48,10 @@ class Report:
     studies: list[study.StudyReport] = field(default_factory=list)
     # what the jobs' test stages drew (a classifier's confusion matrix and worst test images)
     pictures: list[pictures.JobPictures] = field(default_factory=list)
+    # every job tied with `best` for the best value (`best` alone when none ties)
+    tied: list[Job] = field(default_factory=list)
+    # per group, the settings every job shares (`shared.py`)
+    shared: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
 
 def make_report(dirs: Sequence[str], metrics: Sequence[str] | None = None) -> Report:
@@ -46,9 +60,12 @@ def make_report(dirs: Sequence[str], metrics: Sequence[str] | None = None) -> Re
         raise ConfigError("no DIR given: lightsuite-report outputs/multirun/<date>/<time> [more dirs]")
     jobs = find_jobs(dirs)
     logged = sorted(set().union(*(job.metric_names for job in jobs)))
+    # a per-step metric (`train/loss`) that only its epoch mean stands for (a run without the CSV log)
+    means = [m.removesuffix("_epoch") for m in logged if m.endswith("_epoch")]
+    drawable = {*logged, *means}
     notes: list[str] = []
     if metrics:
-        missing = [m for m in metrics if m not in logged]
+        missing = [m for m in metrics if m not in drawable]
         if missing:
             raise ConfigError(
                 f"metrics={','.join(missing)} was not logged by any job; "
@@ -57,10 +74,10 @@ def make_report(dirs: Sequence[str], metrics: Sequence[str] | None = None) -> Re
         chosen = list(dict.fromkeys(metrics))
     else:
         chosen = default_metrics(jobs, notes)
-        skipped = [m for m in chosen if m not in logged]
+        skipped = [m for m in chosen if m not in drawable]
         if skipped:
             notes.append(f"not logged by any job, not plotted: {', '.join(skipped)}")
-        chosen = [m for m in chosen if m in logged]
+        chosen = [m for m in chosen if m in drawable]
         if not chosen:
             raise ConfigError(
                 f"no job logged the default metrics; choose with metrics=a,b from: {', '.join(logged)}"
@@ -72,6 +89,10 @@ def make_report(dirs: Sequence[str], metrics: Sequence[str] | None = None) -> Re
         notes.append(f"no best job marked: no finished job logged {optimized} or its direction is unknown")
     keys = tables.swept_keys(jobs)
     groups = tables.settings(jobs, keys)
+    tied = tables.tied_with(jobs, best, optimized)
+    if len(tied) > 1:
+        names = ", ".join(job.name for job in tied)
+        notes.append(f"a tie for best: jobs {names} have the same {optimized}; each is starred")
     report = Report(
         sources=[str(d) for d in dirs],
         jobs=jobs,
@@ -83,14 +104,26 @@ def make_report(dirs: Sequence[str], metrics: Sequence[str] | None = None) -> Re
         mode=mode,
         groups=groups,
         notes=notes,
+        tied=tied,
+        shared=shared_settings(jobs, keys),
     )
     for metric in chosen:
-        fig = plots.curves_figure(groups, metric)
+        drawn = plots.curve_metric(jobs, metric)
+        fig = plots.curves_figure(groups, drawn) if drawn else None
         if fig is not None:
             name = f"curves_{tables.slug(metric)}.png"
-            report.figures[name] = (f"{metric} during training", plots.png(fig))
+            report.figures[name] = (f"{tables.label(drawn)} during training", plots.png(fig))
+    blank = [job.name for job in jobs if not job.history and job.status != FAILED]
+    if blank:
+        notes.append(
+            f"no training curves for job(s) {', '.join(blank)}: neither csv/metrics.csv nor "
+            f"{HISTORY_FILE} in the run dir (a run from before the suite kept {HISTORY_FILE}, with "
+            "a logger other than csv, or one that ended before its first epoch)"
+        )
     for key in plots.numeric_keys(jobs, keys):
-        shown = list(dict.fromkeys([*([optimized] if optimized in logged else []), *chosen]))
+        shown = [*([optimized] if optimized in logged else []), *chosen]
+        # the epoch mean of a per-step metric, as in the tables
+        shown = list(dict.fromkeys(f"{m}_epoch" if f"{m}_epoch" in logged else m for m in shown))
         fig = plots.hparam_figure(jobs, key, keys, shown)
         if fig is not None:
             report.figures[f"hparam_{tables.slug(key)}.png"] = (f"final metrics vs {key}", plots.png(fig))
@@ -125,7 +158,7 @@ def write_report(report: Report, output: str | os.PathLike) -> Path:
             f"output={output} exists and is not a lightsuite report; give a new or empty folder "
             "(an earlier report there is replaced)"
         )
-    files = _files(report)
+    files = _files(report, output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
@@ -165,14 +198,14 @@ def default_output(dirs: Sequence[str]) -> Path:
 
 
 def job_rows(report: Report) -> tuple[list[str], list[list[str]]]:
-    return tables.job_table(report.jobs, report.keys, report.columns, report.best)
+    return tables.job_table(report.jobs, report.keys, report.columns, report.tied)
 
 
-def _files(report: Report) -> dict[str, str | bytes]:
+def _files(report: Report, output: Path | None = None) -> dict[str, str | bytes]:
     header, rows = job_rows(report)
     files: dict[str, str | bytes] = {
         "jobs.md": tables.markdown(header, rows),
-        "jobs.csv": tables.job_csv(report.jobs, report.keys, report.best),
+        "jobs.csv": tables.job_csv(report.jobs, report.keys, report.tied),
     }
     if _repeated(report):
         files["settings.md"] = tables.markdown(*tables.setting_table(report.groups, report.columns))
@@ -182,31 +215,40 @@ def _files(report: Report) -> dict[str, str | bytes]:
         files[f"trials{found.suffix}.md"] = tables.markdown(*study.trial_table(found))
         files[f"trials{found.suffix}.csv"] = study.trial_csv(found)
         files.update({name: data for name, (_, data) in found.figures.items()})
-    files["index.html"] = page(report)
+    files["index.html"] = page(report, output)
     return files
 
 
-def page(report: Report) -> str:
-    """`index.html`: one self-contained page (inline styles, images as data URIs), no network needed."""
+def page(report: Report, output: Path | None = None) -> str:
+    """`index.html`: one self-contained page (inline styles, images as data URIs), no network needed.
+
+    With the report's `output` folder known, each job's name links to its run dir (relative, so a
+    sweep copied with its report keeps its links).
+    """
     esc = html.escape
     counts = {s: sum(j.status == s for j in report.jobs) for s in (DONE, PRUNED, FAILED, UNFINISHED)}
     summary = f"{len(report.jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     if report.best is not None:
         value = tables.fmt(report.best.metric(report.optimized))
-        summary += (
-            f". Best by <code>{esc(report.optimized)}</code> ({report.mode}imized): "
-            f"<b>{esc(report.best.name)}</b> = {value} (★)"
-        )
+        tied = report.tied if len(report.tied) > 1 else [report.best]
+        names = ", ".join(f"<b>{esc(job.name)}</b>" for job in tied)
+        summary += f". Best by <code>{esc(report.optimized)}</code> ({report.mode}imized): "
+        summary += f"a tie between jobs {names}, each" if len(tied) > 1 else names
+        summary += f" = {value} (★)"
+    links = [_run_link(job, output) for job in report.jobs] if output is not None else []
     parts = [
         f"<h1>lightsuite report</h1><p class=meta>{esc(', '.join(report.sources))} · "
         f"{datetime.now():%Y-%m-%d %H:%M}</p>",
         f"<p id=summary>{summary}.</p>",
         *(f"<p class=note>{esc(n)}</p>" for n in report.notes),
+        *shared_html(report.shared, len(report.jobs)),
         "<h2>Jobs</h2>",
-        _html_table("jobs", *job_rows(report), [_row_class(job, report.best) for job in report.jobs]),
+        _html_table("jobs", *job_rows(report), [_row_class(job, report.tied) for job in report.jobs], links),
         "<p class=meta>Final metrics from <code>metrics.json</code>; for a job that did not finish, the "
-        "last logged value. Also as <a href=jobs.md>markdown</a> and <a href=jobs.csv>CSV</a> "
-        "(every metric).</p>",
+        "last logged value. A metric named <i>(epoch mean)</i> is the mean over the epoch's batches "
+        "(<code>train/loss</code> alone is its last logged batch). Wall time from <code>run.json</code> "
+        "(every process that ran in the run dir); epochs from its logged history. Also as "
+        "<a href=jobs.md>markdown</a> and <a href=jobs.csv>CSV</a> (every metric).</p>",
     ]
     if _repeated(report):
         parts += [
@@ -221,6 +263,12 @@ def page(report: Report) -> str:
         figures = [(n, c, d) for n, (c, d) in report.figures.items() if n.startswith(prefix)]
         if figures:
             parts.append(f"<h2>{section}</h2>")
+        elif prefix == "curves_":
+            parts.append(
+                f"<h2>{section}</h2><p class=note id=no-curves>No job logged a history of "
+                f"{esc(', '.join(report.metrics))}: curves come from each run dir's "
+                f"<code>csv/metrics.csv</code> or <code>{HISTORY_FILE}</code>.</p>"
+            )
         parts += [_figure(name, caption, data) for name, caption, data in figures]
     parts += _pictures_section(report)
     body = "\n".join(parts)
@@ -242,6 +290,14 @@ img { max-width: 100%; border: 1px solid #eee }
 .meta, figcaption { color: #666; font-size: 90% }
 .note { color: #8a5a00 }
 """
+
+
+def _run_link(job: Job, output: Path) -> str:
+    """The run dir as a link from the report folder, relative where it can be."""
+    try:
+        return Path(os.path.relpath(job.path.resolve(), output.resolve())).as_posix() + "/"
+    except ValueError:  # another drive
+        return job.path.resolve().as_uri()
 
 
 def _study_section(found: study.StudyReport) -> list[str]:
@@ -268,7 +324,7 @@ def _pictures_section(report: Report) -> list[str]:
     for found in report.pictures:
         job = found.job
         shown = job is report.best or len(report.pictures) == 1
-        star = " ★" if job is report.best else ""
+        star = " ★" if any(job is b for b in report.tied) else ""
         opened = " open" if shown else ""
         parts.append(f"<details class=pictures{opened}><summary>job <b>{esc(job.name)}</b>{star}</summary>")
         for name, caption, data in found.pictures:
@@ -281,8 +337,8 @@ def _pictures_section(report: Report) -> list[str]:
     return parts
 
 
-def _row_class(job: Job, best: Job | None) -> str:
-    return "best" if job is best else job.status
+def _row_class(job: Job, best: Sequence[Job]) -> str:
+    return "best" if any(job is b for b in best) else job.status
 
 
 def _figure(name: str, caption: str, data: bytes) -> str:
@@ -294,14 +350,24 @@ def _figure(name: str, caption: str, data: bytes) -> str:
     )
 
 
-def _html_table(table_id: str, header: list[str], rows: list[list[str]], classes: Sequence[str] = ()) -> str:
-    """A table; `classes` gives each row its class (a job's status, `best`), none by default."""
+def _html_table(
+    table_id: str,
+    header: list[str],
+    rows: list[list[str]],
+    classes: Sequence[str] = (),
+    links: Sequence[str] = (),
+) -> str:
+    """A table; `classes` gives each row its class (a job's status, `best`), none by default; `links`
+    makes each row's first cell a link there (a job's run dir)."""
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = []
     for i, row in enumerate(rows):
         cls = classes[i] if classes else ""
-        body.append(f"<tr class='{cls}'>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
+        cells = [f"<td>{esc(c)}</td>" for c in row]
+        if links and cells:
+            cells[0] = f'<td><a href="{esc(links[i])}">{esc(row[0])}</a></td>'
+        body.append(f"<tr class='{cls}'>" + "".join(cells) + "</tr>")
     return f"<table id={table_id}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
@@ -309,6 +375,8 @@ def _columns(optimized: str | None, chosen: Sequence[str], logged: Sequence[str]
     """Table columns: the optimized metric, the chosen ones, and the test metric of each chosen one."""
     tests = [f"test/{m.split('/', 1)[1]}" for m in chosen if "/" in m]
     wanted = [*([optimized] if optimized else []), *chosen, *tests]
+    # a per-step metric's epoch mean where the task logs one: the last batch's loss is noise
+    wanted = [f"{m}_epoch" if f"{m}_epoch" in logged else m for m in wanted]
     return [m for m in dict.fromkeys(wanted) if m in logged]
 
 

@@ -18,7 +18,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
-from lightsuite.reporting.runs import DONE, Job, Point
+from lightsuite.reporting.curves import Point
+from lightsuite.reporting.runs import DONE, Job
 from lightsuite.reporting.tables import SEED, Setting
 
 STYLE = {
@@ -57,6 +58,15 @@ def per_epoch(jobs: Sequence[Job], metric: str) -> bool:
         if None in epochs or len(set(epochs)) != len(epochs):
             return False
     return True
+
+
+def curve_metric(jobs: Sequence[Job], metric: str) -> str | None:
+    """What to draw for `metric`: its own series where a job logged one (the CSV's per-step
+    `train/loss`), else its epoch mean `<metric>_epoch` (a run without the CSV logger has only that)."""
+    for name in (metric, f"{metric}_epoch"):
+        if any(job.history.get(name) for job in jobs):
+            return name
+    return None
 
 
 @_styled

@@ -2,7 +2,9 @@
 
 A run dir is what one `lightsuite-train` job leaves: `.hydra/` (config and overrides, written
 before the job starts), `config.yaml` (resolved), `csv/metrics.csv` (the CSV logger's history),
-`run.json` (the task, its report metrics and the provenance: commit, command, host), `metrics.json`
+`history.jsonl` (every epoch's logged values, kept whatever the loggers: `run/history.py`),
+`run.json` (the task, its report metrics, its parameter count and the provenance: commit, command,
+host, start and end of each process that ran in it), `metrics.json`
 (only when the job finished, or was pruned by an Optuna search: then it holds the
 fit's metrics so far), `<job name>.log` (Hydra's log file, which holds the error of a failed job)
 and, for a job of a multirun, `job_status.json` (the sweep's verdict: completed, failed, pruned).
@@ -10,13 +12,13 @@ and, for a job of a multirun, `job_status.json` (the sweep's verdict: completed,
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from lightsuite.errors import ConfigError
 
 # written by each job of a multirun (launch/sweeps.py); read here so the report and the summary agree
 from lightsuite.io import RUN_FILE, STATUS_FILE
+from lightsuite.reporting.curves import HISTORY_FILE, Point, read_epoch_history, read_history
 
 REPORT_DIR = "report"
 DONE, FAILED, UNFINISHED = "done", "failed", "unfinished"
@@ -33,15 +36,6 @@ DONE, FAILED, UNFINISHED = "done", "failed", "unfinished"
 PRUNED = "pruned"
 # a Hydra log record starts with its timestamp: `[2026-11-27 15:30:00,123][name][LEVEL] - message`
 _RECORD = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+\]\[[^\]]*\]\[(\w+)\] - ?(.*)$")
-
-
-@dataclass
-class Point:
-    """One logged value: the optimizer step, the epoch when the metric was logged with one, the value."""
-
-    step: int
-    epoch: int | None
-    value: float
 
 
 @dataclass
@@ -114,6 +108,31 @@ class Job:
     def metric_names(self) -> set[str]:
         return set(self.final) | set(self.history)
 
+    @property
+    def epochs(self) -> int | None:
+        """Epochs run: the last epoch any logged value belongs to, counted from 1 (None: nothing logged)."""
+        found = [p.epoch for points in self.history.values() for p in points if p.epoch is not None]
+        return max(found) + 1 if found else None
+
+    @property
+    def parameters(self) -> int | None:
+        """The task's parameter count from `run.json` (None for run dirs older than it)."""
+        count = self.run.get("parameters")
+        return count if _is_number(count) and not isinstance(count, float) else None
+
+    @property
+    def wall_seconds(self) -> float | None:
+        """Wall time from `run.json`'s start and end: summed over the processes that ran in the dir
+        (a resume, a requeue), those that never ended left out; None when no process ended."""
+        segments = self._provenance.get("segments")
+        spans = segments if isinstance(segments, list) and segments else [self._provenance]
+        total, any_ended = 0.0, False
+        for span in spans:
+            seconds = _span(span) if isinstance(span, dict) else None
+            if seconds is not None:
+                total, any_ended = total + seconds, True
+        return total if any_ended else None
+
 
 def find_jobs(dirs: Iterable[str | os.PathLike]) -> list[Job]:
     """Every run under each of `dirs` (a sweep dir, a parent of sweeps, or a run dir itself).
@@ -180,6 +199,9 @@ def load_job(path: Path, name: str) -> Job:
     hydra_cfg = (_read_yaml(hydra_dir / "hydra.yaml") or {}).get("hydra", {})
     choices = {k: _text(v) for k, v in (hydra_cfg.get("runtime", {}).get("choices") or {}).items()}
     history = read_history(path / "csv" / "metrics.csv")
+    # whatever the loggers, the run dir's own record of each epoch: what the CSV lacks comes from it
+    for key, points in read_epoch_history(path / HISTORY_FILE).items():
+        history.setdefault(key, points)
     final = _read_final(path)
     if final is not None and not from_this_run(final, history):
         final = None
@@ -277,30 +299,13 @@ def from_this_run(final: dict[str, float], history: dict[str, list[Point]]) -> b
     return True
 
 
-def read_history(file: Path) -> dict[str, list[Point]]:
-    """The CSV logger's rows as one series per metric, ordered by step (the last value of a step wins)."""
-    if not file.is_file():
-        return {}
-    by_metric: dict[str, dict[tuple[int, int | None], Point]] = {}
+def _span(record: dict[str, Any]) -> float | None:
+    """Seconds from a record's `start` to its `end` (ISO 8601 times), None when either is missing."""
     try:
-        with file.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, csv.Error, UnicodeDecodeError):
-        return {}
-    for row in rows:
-        step = _int(row.get("step"))
-        if step is None:
-            continue
-        epoch = _int(row.get("epoch"))
-        for key, raw in row.items():
-            if key in ("step", "epoch") or key is None or raw in (None, ""):
-                continue
-            try:
-                value = float(raw)
-            except ValueError:
-                continue
-            by_metric.setdefault(key, {})[(step, epoch)] = Point(step, epoch, value)
-    return {k: sorted(v.values(), key=lambda p: (p.step, p.epoch or 0)) for k, v in by_metric.items()}
+        start, end = datetime.fromisoformat(record["start"]), datetime.fromisoformat(record["end"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return max(0.0, (end - start).total_seconds())
 
 
 def last_error(path: Path) -> str | None:
@@ -362,10 +367,3 @@ def _is_number(value: Any) -> bool:
 
 def _epoch(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-def _int(raw: str | None) -> int | None:
-    try:
-        return int(float(raw)) if raw not in (None, "") else None
-    except ValueError:
-        return None

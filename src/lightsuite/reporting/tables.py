@@ -11,7 +11,7 @@ import io
 import math
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,24 +114,69 @@ def best_job(jobs: Sequence[Job], metric: str | None) -> tuple[Job | None, str |
     return pick(candidates, key=lambda j: j.metric(metric)), mode
 
 
+def tied_with(jobs: Sequence[Job], best: Job | None, metric: str | None) -> list[Job]:
+    """Every finished job whose final `metric` equals the best job's (the best alone when none ties).
+
+    Equal as written in `metrics.json`: accuracies on a small split tie exactly, and a tie is a tie
+    whatever order the jobs ran in, so each of them is starred.
+    """
+    if best is None or not metric:
+        return []
+    value = best.metric(metric)
+    return [j for j in jobs if j is best or (j.status == DONE and j.metric(metric) == value)]
+
+
+def label(metric: str) -> str:
+    """A metric as a table header: an epoch mean says so (`train/loss_epoch` -> `train/loss (epoch mean)`)."""
+    return f"{metric.removesuffix('_epoch')} (epoch mean)" if metric.endswith("_epoch") else metric
+
+
 def job_table(
-    jobs: Sequence[Job], keys: Sequence[str], metrics: Sequence[str], best: Job | None
+    jobs: Sequence[Job], keys: Sequence[str], metrics: Sequence[str], best: Collection[Job] = ()
 ) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the job table: name, swept values, status, final metrics, best mark, the commit
-    that ran (`abc1234 dirty` when it had uncommitted changes), error.
+    """Header and rows of the job table: name, swept values, status, epochs run, parameter count, wall
+    time, final metrics, best mark (every job tied for best), the commit that ran (`abc1234 dirty` when
+    it had uncommitted changes), error.
 
     The error column is there only when some job has an error to show.
     """
     errors = any(job.error for job in jobs)
-    header = ["job", *keys, "status", *metrics, "best", "commit", *(["error"] if errors else [])]
+    header = ["job", *keys, "status", "epochs", "params", "wall time", *map(label, metrics), "best"]
+    header += ["commit", *(["error"] if errors else [])]
     rows = []
     for job in jobs:
         finals = [fmt(job.metric(m)) for m in metrics]
-        mark = "★" if job is best else ""
+        mark = "★" if any(job is b for b in best) else ""
         error = [job.error or ""] if errors else []
         values = [short(job.value(k)) for k in keys]
-        rows.append([job.name, *values, job.status_text, *finals, mark, commit_text(job), *error])
+        run = [_count(job.epochs), params_text(job.parameters), duration(job.wall_seconds)]
+        rows.append([job.name, *values, job.status_text, *run, *finals, mark, commit_text(job), *error])
     return header, rows
+
+
+def params_text(count: int | None) -> str:
+    """A parameter count as people quote it: `272,474 (0.27 M)`; `—` when unknown."""
+    if count is None:
+        return "—"
+    return f"{count:,} ({count / 1e6:.2g} M)" if count >= 100_000 else f"{count:,}"
+
+
+def duration(seconds: float | None) -> str:
+    """`45 s`, `12 min 5 s`, `3 h 02 min`; `—` when unknown."""
+    if seconds is None:
+        return "—"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _count(value: int | None) -> str:
+    return "—" if value is None else str(value)
 
 
 def commit_text(job: Job) -> str:
@@ -158,7 +203,7 @@ def short(text: str | None) -> str:
 def setting_table(groups: Sequence[Setting], metrics: Sequence[str]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the per-setting table: mean ± standard deviation over finished seeds."""
     keys = list(groups[0].values) if groups else []
-    header = [*keys, "jobs", "finished", *metrics]
+    header = [*keys, "jobs", "finished", *map(label, metrics)]
     rows = []
     for group in groups:
         done = sum(job.status == DONE for job in group.jobs)
@@ -168,12 +213,26 @@ def setting_table(groups: Sequence[Setting], metrics: Sequence[str]) -> tuple[li
 
 
 def mean_std(values: Sequence[float]) -> str:
-    """`0.9123 ± 0.0040` (sample standard deviation), a single value alone, `—` for none."""
+    """`0.931 ± 0.008`: mean and sample standard deviation, both to the s.d.'s first significant digit
+    (the digits after it are noise); a single value alone, an s.d. of 0 as `± 0`, `—` for none."""
     if not values:
         return "—"
+    mean = statistics.fmean(values)
     if len(values) == 1:
-        return fmt(values[0])
-    return f"{fmt(statistics.fmean(values))} ± {fmt(statistics.stdev(values))}"
+        return fmt(mean)
+    std = statistics.stdev(values)
+    if std == 0 or not (math.isfinite(std) and math.isfinite(mean)):
+        return f"{fmt(mean)} ± {fmt(std) if std else 0}"
+    digits = _first_digit(std)
+    rounded = round(std, digits)
+    digits = _first_digit(rounded)  # 0.0096 rounds to 0.01: one decimal fewer
+    places = max(digits, 0)
+    return f"{round(mean, digits):.{places}f} ± {round(std, digits):.{places}f}"
+
+
+def _first_digit(value: float) -> int:
+    """The decimal place of a positive number's first significant digit: 2 for 0.07857, -1 for 12.3."""
+    return -math.floor(math.log10(abs(value)))
 
 
 def fmt(value: float | None) -> str:
@@ -198,11 +257,12 @@ def markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in rows)]) + "\n"
 
 
-def job_csv(jobs: Sequence[Job], keys: Sequence[str], best: Job | None) -> str:
+def job_csv(jobs: Sequence[Job], keys: Sequence[str], best: Collection[Job] = ()) -> str:
     """Every job with every final metric it has, numbers at full precision (for plotting elsewhere).
 
     When a job was pruned, `pruned_after_epochs` says after how many epochs (empty for the others).
-    `commit` is the full hash and `dirty` true or false (both empty for run dirs without provenance).
+    `commit` is the full hash and `dirty` true or false (both empty for run dirs without provenance);
+    `epochs`, `parameters` and `wall_seconds` empty where unknown; `best` is true for each tied job.
     """
     metrics = sorted(set().union(*(set(j.final) for j in jobs)) | _partial_metrics(jobs))
     pruned = any(job.status == PRUNED for job in jobs)
@@ -210,7 +270,21 @@ def job_csv(jobs: Sequence[Job], keys: Sequence[str], best: Job | None) -> str:
     writer = csv.writer(out)
     pruned_column = ["pruned_after_epochs"] if pruned else []
     writer.writerow(
-        ["job", "path", *keys, "status", *pruned_column, "best", "commit", "dirty", "error", *metrics]
+        [
+            "job",
+            "path",
+            *keys,
+            "status",
+            *pruned_column,
+            "epochs",
+            "parameters",
+            "wall_seconds",
+            "best",
+            "commit",
+            "dirty",
+            "error",
+            *metrics,
+        ]
     )
     for job in jobs:
         values = [job.metric(m) for m in metrics]
@@ -222,7 +296,10 @@ def job_csv(jobs: Sequence[Job], keys: Sequence[str], best: Job | None) -> str:
                 *[job.value(k) or "" for k in keys],
                 job.status,
                 *epochs,
-                str(job is best).lower(),
+                "" if job.epochs is None else str(job.epochs),
+                "" if job.parameters is None else str(job.parameters),
+                "" if job.wall_seconds is None else repr(job.wall_seconds),
+                str(any(job is b for b in best)).lower(),
                 job.commit or "",
                 "" if job.dirty is None else str(job.dirty).lower(),
                 job.error or "",

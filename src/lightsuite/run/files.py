@@ -36,8 +36,9 @@ def save_run_file(
     package_dir: str | os.PathLike | None = None,
     cwd: str | os.PathLike | None = None,
 ) -> Path:
-    """Write `run.json`: the task's class, the metrics a report of it should draw (`report_metrics`) and
-    the provenance of this process (and of those that ran in this run dir before: a resume, a requeue).
+    """Write `run.json`: the task's class, the metrics a report of it should draw (`report_metrics`), its
+    parameter count and the provenance of this process (and of those that ran in this run dir before:
+    a resume, a requeue).
 
     The report reads run dirs only, never the code that wrote them: what a task class says about
     itself is written down here, beside `config.yaml`. `package_dir` and `cwd` say where the code and
@@ -50,9 +51,20 @@ def save_run_file(
         {
             "task": f"{cls.__module__}.{cls.__qualname__}",
             "report_metrics": metrics,
+            "parameters": parameter_count(task),
             provenance.PROVENANCE_KEY: save_provenance(output_dir, package_dir, cwd),
         },
     )
+
+
+def parameter_count(task: object) -> int | None:
+    """The task's parameters, counted as a dry run counts them; None before lazy layers have a shape."""
+    if not isinstance(task, torch.nn.Module):
+        return None
+    params = list(task.parameters())
+    if any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in params):
+        return None
+    return sum(p.numel() for p in params)
 
 
 def save_provenance(
