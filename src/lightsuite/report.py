@@ -93,7 +93,7 @@ def report(argv: Sequence[str] | None = None, console: Console | None = None) ->
 
 def _claims(ns: argparse.Namespace, console: Console) -> Path:
     """`--claims`: the claims' sweeps under the current directory's outputs/claims, then the results page."""
-    from lightsuite.reporting.claims import results
+    from lightsuite.reporting.results import results
 
     if ns.run not in ("true", "false"):
         raise ConfigError(f"run={ns.run}: use run=true (run what is missing, the default) or run=false")

@@ -14,7 +14,8 @@ from conftest import FAST
 
 from lightsuite import CONFIG_DIR
 from lightsuite.errors import ConfigError
-from lightsuite.reporting.claims import CLAIMS, chosen, claim_jobs, results
+from lightsuite.reporting.claims import CLAIMS
+from lightsuite.reporting.results import chosen, claim_jobs, results
 
 CLAIM_FILES = sorted(
     p.stem for p in (Path(CONFIG_DIR) / "experiment" / "claims").glob("*.yaml") if p.stem[0] != "_"

@@ -16,23 +16,22 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-import platform
 import statistics
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from lightsuite.errors import ConfigError
-from lightsuite.reporting.runs import DONE, Job, find_jobs
-from lightsuite.reporting.tables import SEED, Setting, markdown, mean_std, settings
-
-TRIVIAL_ADDING_MSE = 1 / 6  # predicting the mean sum 1 of two U(0, 1): the variance of their sum
+from lightsuite.reporting.claim_figures import (
+    PAPER_TABLE6,
+    TRIVIAL_ADDING_MSE,
+    bars_figure,
+    bpc_figure,
+    degradation_figure,
+    depth_figure,
+    long_lag_figure,
+)
+from lightsuite.reporting.runs import Job
+from lightsuite.reporting.tables import SEED, Setting
 
 
 @dataclass(frozen=True)
@@ -168,145 +167,6 @@ def _char_verdict(table: dict[str, dict[str, float]]) -> str:
     return f"Test bits per character: {bpc:.3f} (8 for raw bytes, ~4.4 for a character unigram model)."
 
 
-# --- figures ------------------------------------------------------------------------------------------
-def _axes(title: str, xlabel: str, ylabel: str) -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.0, 4.2), dpi=80)
-    ax = fig.add_subplot()
-    ax.set_title(title, fontsize=11)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    return fig, ax
-
-
-def _epoch_means(
-    jobs: Sequence[Job], name: str, transform: Callable[[float], float]
-) -> tuple[list, list, list]:
-    """Per epoch: the mean and s.d. over seeds of the last value logged in that epoch."""
-    per_epoch: dict[int, list[float]] = {}
-    for job in jobs:
-        last: dict[int, float] = {}
-        for point in job.history.get(name, []):
-            if point.epoch is not None:
-                last[point.epoch] = transform(point.value)
-        for epoch, value in last.items():
-            per_epoch.setdefault(epoch, []).append(value)
-    epochs = sorted(per_epoch)
-    means = [statistics.fmean(per_epoch[e]) for e in epochs]
-    sds = [statistics.stdev(per_epoch[e]) if len(per_epoch[e]) > 1 else 0.0 for e in epochs]
-    return [e + 1 for e in epochs], means, sds
-
-
-def _degradation_figure(claim: Claim, groups: list[Setting]) -> Any:
-    fig, ax = _axes("Degradation: thin = training error, bold = validation error", "epoch", "error")
-    colors = {"20": "#1f77b4", "56": "#2ca02c", "110": "#d62728"}
-    for group in groups:
-        model = group.values.get("model", "")
-        depth = "".join(c for c in model if c.isdigit())
-        style = "--" if model.startswith("plain") else "-"
-        for name, width in (("train/acc", 0.9), ("val/acc", 2.2)):
-            x, mean, sd = _epoch_means(group.jobs, name, lambda v: 1.0 - v)
-            if not x:
-                continue
-            label = f"{model} ({'train' if name.startswith('train') else 'val'})"
-            ax.plot(x, mean, style, color=colors.get(depth, "gray"), linewidth=width, label=label)
-            low = [m - s for m, s in zip(mean, sd, strict=True)]
-            high = [m + s for m, s in zip(mean, sd, strict=True)]
-            ax.fill_between(x, low, high, color=colors.get(depth, "gray"), alpha=0.08)
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7, ncol=2)
-    return fig
-
-
-def _by_value(groups: list[Setting], key: str, column: Column) -> dict[str, tuple[float, float]]:
-    out = {}
-    for group in groups:
-        values = [v for v in (column.read(j) for j in group.jobs if j.status == DONE) if v is not None]
-        if values:
-            out[group.values.get(key, "")] = (
-                statistics.fmean(values),
-                statistics.stdev(values) if len(values) > 1 else 0.0,
-            )
-    return out
-
-
-PAPER_TABLE6 = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43}  # % test error, CIFAR-10
-
-
-def _depth_figure(claim: Claim, groups: list[Setting]) -> Any:
-    fig, ax = _axes("Test error by depth (ResNets)", "layers", "test error (%)")
-    found = _by_value(groups, "model", claim.columns[0])
-    depths = sorted(int("".join(c for c in m if c.isdigit())) for m in found)
-    if depths:
-        means = [100 * found[f"resnet{d}"][0] for d in depths]
-        sds = [100 * found[f"resnet{d}"][1] for d in depths]
-        ax.errorbar(depths, means, yerr=sds, marker="o", capsize=3, label="measured (digits, CPU scale)")
-    ax.plot(list(PAPER_TABLE6), list(PAPER_TABLE6.values()), "s--", color="gray", label="paper (CIFAR-10)")
-    ax.set_xscale("log")
-    ax.set_xticks(list(PAPER_TABLE6), [str(d) for d in PAPER_TABLE6])
-    ax.legend(fontsize=8)
-    return fig
-
-
-def _long_lag_figure(claim: Claim, groups: list[Setting]) -> Any:
-    fig, ax = _axes("The adding problem: test MSE against the lag T", "sequence length T", "test MSE")
-    for model in ("rnn", "gru", "lstm"):
-        mine = [g for g in groups if g.values.get("model") == model]
-        found = _by_value(mine, "data.seq_len", claim.columns[0])
-        lags = sorted(found, key=int)
-        if lags:
-            ax.errorbar(
-                [int(t) for t in lags],
-                [found[t][0] for t in lags],
-                yerr=[found[t][1] for t in lags],
-                marker="o",
-                capsize=3,
-                label=model.upper(),
-            )
-    ax.axhline(TRIVIAL_ADDING_MSE, color="gray", linestyle=":", label="trivial (predict 1): 0.167")
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8)
-    return fig
-
-
-def _bars_figure(title: str, ylabel: str, column: int) -> Callable[[Claim, list[Setting]], Any]:
-    def draw(claim: Claim, groups: list[Setting]) -> Any:
-        fig, ax = _axes(title, "", ylabel)
-        labels, means, sds = [], [], []
-        for group in groups:
-            values = [
-                v
-                for v in (claim.columns[column].read(j) for j in group.jobs if j.status == DONE)
-                if v is not None
-            ]
-            if values:
-                labels.append(", ".join(v for v in group.values.values()))
-                means.append(statistics.fmean(values))
-                sds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
-        ax.bar(range(len(labels)), means, yerr=sds, capsize=3, color="#4c72b0")
-        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
-        fig.tight_layout()
-        return fig
-
-    return draw
-
-
-def _bpc_figure(claim: Claim, groups: list[Setting]) -> Any:
-    fig, ax = _axes(
-        "Character LSTM on Python's standard library", "evaluation", "validation bits per character"
-    )
-    for group in groups:
-        for job in group.jobs:
-            points = job.history.get("val/bpc", [])
-            ax.plot(range(1, len(points) + 1), [p.value for p in points], marker="o")
-    return fig
-
-
 def _best_baseline(job: Job) -> float | None:
     values = [v for k, v in job.final.items() if k.startswith("baseline/") and k.endswith("/test/mase")]
     return min(values) if values else None
@@ -333,7 +193,7 @@ CLAIMS: dict[str, Claim] = {
                 Column("val error", error_of("val/acc")),
                 Column("test error", error_of("test/acc")),
             ),
-            figure=_degradation_figure,
+            figure=degradation_figure,
             verdict=_degradation_verdict,
             scale="digits (8x8) for 20 epochs, 3 seeds; the paper: CIFAR-10, 64k steps",
         ),
@@ -354,7 +214,7 @@ CLAIMS: dict[str, Claim] = {
                 Column("test error", error_of("test/acc")),
                 Column("train error", error_of("train/acc")),
             ),
-            figure=_depth_figure,
+            figure=depth_figure,
             verdict=_depth_verdict,
             published={
                 f"model=resnet{d}": f"{PAPER_TABLE6[d]} % ({p} M params)"
@@ -378,7 +238,7 @@ CLAIMS: dict[str, Claim] = {
                 "seed": ["1", "2", "3"],
             },
             columns=(Column("test MSE", metric("test/mse")), Column("val MSE", metric("val/mse"))),
-            figure=_long_lag_figure,
+            figure=long_lag_figure,
             verdict=_long_lag_verdict,
             published={"model=lstm, data.seq_len=100": "LSTM solves T = 100 (Hochreiter & Schmidhuber 1997)"},
             scale="4 epochs of 200 steps, hidden 64, 3 seeds",
@@ -402,7 +262,7 @@ CLAIMS: dict[str, Claim] = {
                 Column("modes covered", metric("test/modes_covered")),
                 Column("high-quality share", metric("test/hq_ratio")),
             ),
-            figure=_bars_figure("Modes of the ring covered (of 8)", "modes covered", 0),
+            figure=bars_figure("Modes of the ring covered (of 8)", "modes covered", 0),
             verdict=_gan_verdict,
             scale="16 epochs (the experiment: 64), 3 seeds",
         ),
@@ -421,7 +281,7 @@ CLAIMS: dict[str, Claim] = {
                 Column("RMSE", metric("test/rmse")),
                 Column("best baseline MASE", _best_baseline),
             ),
-            figure=_bars_figure("Test MASE (below 1: better than the naive forecast)", "MASE", 0),
+            figure=bars_figure("Test MASE (below 1: better than the naive forecast)", "MASE", 0),
             verdict=_forecast_verdict,
             scale="the experiment as it stands (early stopping on val/mase), 3 seeds",
         ),
@@ -435,166 +295,9 @@ CLAIMS: dict[str, Claim] = {
             sweep="char_lm",
             params={"seed": ["1"]},
             columns=(Column("test bpc", metric("test/bpc")), Column("val bpc", metric("val/bpc"))),
-            figure=_bpc_figure,
+            figure=bpc_figure,
             verdict=_char_verdict,
             scale="5 epochs on the standard library's sources",
         ),
     )
 }
-
-
-# --- running and reading --------------------------------------------------------------------------------
-def chosen(names: str | None) -> list[Claim]:
-    """The claims `--claims=a,b` names (all when empty), or one line listing the known ones."""
-    if not names or names == "all":
-        return list(CLAIMS.values())
-    picked = []
-    for name in (n.strip() for n in names.split(",") if n.strip()):
-        if name not in CLAIMS:
-            raise ConfigError(f"--claims: no claim {name!r}; choose from {', '.join(CLAIMS)} (or all)")
-        picked.append(CLAIMS[name])
-    return picked
-
-
-def run_claim(claim: Claim, root: Path, extra: Sequence[str] = ()) -> int:
-    """Run (or continue) a claim's sweep under `root`/outputs/claims; its exit status."""
-    env = {**os.environ, "LIGHTSUITE_ROOT": str(root)}
-    cmd = [sys.executable, "-m", "lightsuite.train", f"experiment=claims/{claim.name}", *extra]
-    print(f"claim {claim.name}: {' '.join(cmd[2:])}", file=sys.stderr, flush=True)
-    return subprocess.run(cmd, env=env, cwd=root, check=False).returncode
-
-
-def claim_jobs(claim: Claim, root: Path) -> list[Job]:
-    """This claim's jobs in its sweep dir: those whose swept values are the claim's."""
-    sweep = root / "outputs" / "claims" / claim.sweep
-    if not sweep.is_dir():
-        return []
-    jobs = [j for j in find_jobs([sweep]) if j.name != "report" and not j.name.startswith(".")]
-    return [j for j in jobs if all(j.value(k) in values for k, values in claim.params.items())]
-
-
-def summarize(claim: Claim, jobs: Sequence[Job]) -> tuple[list[Setting], dict[str, dict[str, float]]]:
-    """The claim's settings and, per setting label, each column's mean over its finished seeds."""
-    groups = settings(jobs, claim.keys) if jobs else []
-    table: dict[str, dict[str, float]] = {}
-    for group in groups:
-        row = {}
-        for column in claim.columns:
-            values = [v for v in (column.read(j) for j in group.jobs if j.status == DONE) if v is not None]
-            if values:
-                row[column.header] = statistics.fmean(values)
-        if row:
-            table[group.label] = row
-    return groups, table
-
-
-def _cells(claim: Claim, groups: list[Setting]) -> tuple[list[str], list[list[str]]]:
-    header = [*claim.keys, "seeds", *(c.header for c in claim.columns)]
-    if claim.published:
-        header.append("published")
-    rows = []
-    for group in groups:
-        done = [j for j in group.jobs if j.status == DONE]
-        cells = [mean_std([v for v in (c.read(j) for j in done) if v is not None]) for c in claim.columns]
-        row = [*group.values.values(), f"{len(done)}/{len(group.jobs)}", *cells]
-        if claim.published:
-            row.append(claim.published.get(group.label, ""))
-        rows.append(row)
-    return header, rows
-
-
-def _spent(jobs: Sequence[Job]) -> tuple[float, float, str]:
-    """(wall seconds from the first start to the last end, summed job seconds, the machine) of the jobs."""
-    starts, ends, total, machine = [], [], 0.0, ""
-    for job in jobs:
-        prov = job.run.get("provenance") if isinstance(job.run.get("provenance"), dict) else {}
-        for segment in prov.get("segments") or [prov]:
-            start, end = _time(segment.get("start")), _time(segment.get("end"))
-            if start is not None and end is not None:
-                starts.append(start)
-                ends.append(end)
-                total += end - start
-        if not machine and prov:
-            devices = prov.get("devices") or {}
-            cpus = devices.get("cpu_count") if isinstance(devices, dict) else None
-            machine = f"{prov.get('host', '?')}, {cpus or '?'} CPUs"
-    wall = max(ends) - min(starts) if starts else 0.0
-    return wall, total, machine
-
-
-def _time(text: Any) -> float | None:
-    try:
-        return datetime.fromisoformat(str(text)).timestamp()
-    except ValueError:
-        return None
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
-
-
-def write_results(claims: Sequence[Claim], root: Path, docs: Path) -> Path:
-    """Write `docs/results.md` and its figures (`docs/results/<claim>.png`) from the run dirs."""
-    figures = docs / "results"
-    figures.mkdir(parents=True, exist_ok=True)
-    lines = [
-        "# Results: the lecture's claims, re-run",
-        "",
-        "[README](../README.md) · [report](report.md) · [lecture](lecture.md)",
-        "",
-        "Each section is one sweep, `lightsuite-train experiment=claims/<name>`; `make results` runs "
-        "the ones "
-        "that are not on disk (finished jobs are not run again, killed ones continue) and writes this page "
-        "from their run dirs (`lightsuite-report --claims`). Tables: mean ± s.d. over the finished seeds. "
-        f"Written {datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')} on {platform.node()} "
-        f"({os.cpu_count()} CPUs).",
-        "",
-    ]
-    for i, claim in enumerate(claims, 1):
-        jobs = claim_jobs(claim, root)
-        groups, table = summarize(claim, jobs)
-        lines += [f"## {i}. {claim.title}", "", claim.statement, ""]
-        lines += [
-            f"`lightsuite-train experiment=claims/{claim.name}`"
-            + (f" ({claim.scale})" if claim.scale else ""),
-            "",
-        ]
-        if not jobs:
-            lines += ["*Not run yet: `make results` runs it.*", ""]
-            continue
-        wall, total, machine = _spent(jobs)
-        done = sum(j.status == DONE for j in jobs)
-        lines += [
-            f"{done} of {len(jobs)} jobs finished; {_duration(wall)} from the first start to the last end "
-            f"({_duration(total)} of job time) on {machine or 'an unrecorded machine'}.",
-            "",
-        ]
-        header, rows = _cells(claim, groups)
-        lines += [markdown(header, rows)]
-        fig = claim.figure(claim, groups)
-        if fig is not None:
-            name = f"{claim.name}.png"
-            fig.savefig(figures / name, format="png", dpi=80)
-            lines += [f"![{claim.title}](results/{name})", ""]
-        lines += [f"**Did it hold?** {claim.verdict(table)}", ""]
-    out = docs / "results.md"
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(out)
-    return out
-
-
-def results(names: str | None, root: Path, docs: Path, run: bool = True, extra: Sequence[str] = ()) -> Path:
-    """`make results`: each chosen claim's sweep run (or continued), then the page written."""
-    claims = chosen(names)
-    failed = []
-    if run:
-        for claim in claims:
-            started = time.monotonic()
-            if run_claim(claim, root, extra) != 0:
-                failed.append(claim.name)
-            print(f"claim {claim.name}: {_duration(time.monotonic() - started)}", file=sys.stderr, flush=True)
-    out = write_results(claims, root, docs)
-    if failed:
-        print(f"claims with failed jobs (their rows say so): {', '.join(failed)}", file=sys.stderr)
-    return out

@@ -59,3 +59,22 @@ def uses_channels_last(setting: bool | None, device: torch.device, net: nn.Modul
 def to_channels_last(x: Tensor) -> Tensor:
     """An image batch (N, C, H, W) in channels_last memory (the same values); other tensors unchanged."""
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+def optimizer_params(opt: Any) -> list[Tensor]:
+    """Every parameter an optimizer (or Lightning's wrapper of one) updates."""
+    return [p for group in opt.param_groups for p in group["params"]]
+
+
+def named_rates(optimizers: Mapping[str, Optimizer]) -> list[dict[str, Any]]:
+    """Constant schedules (factor 1, never changing the rate) that only name each optimizer's rate.
+
+    Lightning's LearningRateMonitor names a rate after its scheduler's `name`, else after the
+    optimizer class (`lr-Adam`, `lr-Adam-1`): a GAN's rates read `lr-G` and `lr-D` this way.
+    """
+    from torch.optim.lr_scheduler import ConstantLR
+
+    return [
+        {"scheduler": ConstantLR(opt, factor=1.0, total_iters=0), "name": name}
+        for name, opt in optimizers.items()
+    ]

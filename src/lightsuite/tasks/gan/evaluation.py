@@ -58,6 +58,16 @@ class GANEvaluation:
         self.reference_value: float | None = None
         self.reference_seen = 0
 
+    def save_modes(self, checkpoint: dict[str, Any]) -> None:
+        """The true modes of a 2-D mixture into a checkpoint: a scatter plot from it alone shows them."""
+        if self.modes is not None:
+            checkpoint["gan_modes"] = {"modes": self.modes.tolist(), "std": self.std}
+
+    def load_modes(self, checkpoint: dict[str, Any]) -> None:
+        if "gan_modes" in checkpoint:
+            self.modes = torch.tensor(checkpoint["gan_modes"]["modes"])
+            self.std = float(checkpoint["gan_modes"]["std"])
+
     def _wants_classifier(self, datamodule: Any, sample_shape: tuple[int, ...]) -> bool:
         """Whether this data is scored with the FID classifier; refuses settings that cannot work."""
         if datamodule is None or hasattr(datamodule, "modes") or len(sample_shape) != 3:

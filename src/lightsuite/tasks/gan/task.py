@@ -21,7 +21,6 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor, nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import ConstantLR
 
 from lightsuite.errors import ConfigError
 from lightsuite.io import save_png
@@ -31,7 +30,13 @@ from lightsuite.tasks.gan.fid import FeatureSource
 from lightsuite.tasks.gan.losses import LOSSES, d_loss, g_loss, gradient_penalty, pack_samples
 from lightsuite.tasks.gan.pictures import image_grid, log_image, scatter_plot
 from lightsuite.tasks.gan.sampling import write_samples
-from lightsuite.tasks.optim import make_optimizer, to_channels_last, uses_channels_last
+from lightsuite.tasks.optim import (
+    make_optimizer,
+    named_rates,
+    optimizer_params,
+    to_channels_last,
+    uses_channels_last,
+)
 from lightsuite.tasks.steps import (
     BACKWARD_HOOKS,
     OPTIMIZER_STEP_HOOKS,
@@ -130,7 +135,8 @@ class GANTask(pl.LightningModule):
         self.ema = copy.deepcopy(net.generator).requires_grad_(False) if ema_decay is not None else None
         # one noise batch for every picture of a run, so pictures of successive epochs compare
         self.register_buffer(
-            "fixed_noise", torch.randn(num_grid_samples, net.latent_dim, generator=_seeded(0))
+            "fixed_noise",
+            torch.randn(num_grid_samples, net.latent_dim, generator=_seeded(0)),
         )
         # the offline judges (mode counter, FID feature network) are built at fit start and never saved;
         # `fid_features` (the FID step) comes from run code, as this module imports none
@@ -185,13 +191,7 @@ class GANTask(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         g_opt = make_optimizer(self.g_optimizer_factory, self.net.generator.parameters())
         d_opt = make_optimizer(self.d_optimizer_factory, self.net.discriminator.parameters())
-        # Lightning's LearningRateMonitor names a rate after its scheduler's `name` (else `lr-Adam`,
-        # `lr-Adam-1`): constant schedules (factor 1, never stepped) give G's and D's rates their names
-        schedulers = [
-            {"scheduler": ConstantLR(opt, factor=1.0, total_iters=0), "name": name}
-            for opt, name in ((g_opt, "lr-G"), (d_opt, "lr-D"))
-        ]
-        return [g_opt, d_opt], schedulers
+        return [g_opt, d_opt], named_rates({"lr-G": g_opt, "lr-D": d_opt})
 
     def _step(self, opt: Any, loss: Tensor, lean: bool = False) -> None:
         opt.zero_grad(set_to_none=True)
@@ -199,7 +199,7 @@ class GANTask(pl.LightningModule):
             # the same update without Lightning's per-step hooks and bookkeeping (see `_lean_rounds`)
             loss.backward()
             if self.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(self._params(opt), self.grad_clip)
+                torch.nn.utils.clip_grad_norm_(optimizer_params(opt), self.grad_clip)
             opt.optimizer.step()
             return
         self.manual_backward(loss)
@@ -207,10 +207,6 @@ class GANTask(pl.LightningModule):
             # Lightning refuses trainer.gradient_clip_val under manual optimization; clip here instead
             self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
         opt.step()
-
-    @staticmethod
-    def _params(opt: Any) -> list[Tensor]:
-        return [p for group in opt.param_groups for p in group["params"]]
 
     def on_fit_start(self) -> None:
         # Rounds after the first of a Lightning step may bypass Lightning's backward and step dispatch
@@ -384,14 +380,10 @@ class GANTask(pl.LightningModule):
 
     # --- checkpoints and lightsuite-sample -----------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # the true modes of a 2-D mixture, so that a scatter plot from the checkpoint alone shows them
-        if self.evaluation.modes is not None:
-            checkpoint["gan_modes"] = {"modes": self.evaluation.modes.tolist(), "std": self.evaluation.std}
+        self.evaluation.save_modes(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "gan_modes" in checkpoint:
-            self.evaluation.modes = torch.tensor(checkpoint["gan_modes"]["modes"])
-            self.evaluation.std = float(checkpoint["gan_modes"]["std"])
+        self.evaluation.load_modes(checkpoint)
 
     def sample_to(self, options: DictConfig) -> str:
         """Write `options.num_samples` samples to `options.output`: .png (grid, scatter) or .npy (array);
