@@ -24,11 +24,13 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
+from overhead import device_overrides, device_sync
 from pytorch_lightning.callbacks import RichProgressBar
 
 from lightsuite import CONFIG_DIR
@@ -80,14 +82,14 @@ class HandLoop:
         size = len(real) // self.rounds // self.pack * self.pack
         for chunk in real[: size * self.rounds].split(size):
             with torch.no_grad():
-                fake = self.G(torch.randn(size, self.net.latent_dim))
+                fake = self.G(torch.randn(size, self.net.latent_dim, device=real.device))
             d_loss = (
                 F.softplus(-self.D(self.packed(chunk))).mean() + F.softplus(self.D(self.packed(fake))).mean()
             )
             self.d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             self.d_opt.step()
-            fake = self.G(torch.randn(size, self.net.latent_dim))
+            fake = self.G(torch.randn(size, self.net.latent_dim, device=real.device))
             g_loss = F.softplus(-self.D(self.packed(fake))).mean()
             self.g_opt.zero_grad(set_to_none=True)
             g_loss.backward()
@@ -97,10 +99,11 @@ class HandLoop:
 class Interleave(pl.Callback):
     """After each lightsuite step, time the hand loop on the same batch; the rest is lightsuite's."""
 
-    def __init__(self, hand: HandLoop, warmup: int) -> None:
+    def __init__(self, hand: HandLoop, warmup: int, device: str = "cpu") -> None:
         self.hand, self.warmup = hand, warmup
         self.hand_time = self.light_time = 0.0
         self.batches = 0
+        self.sync = device_sync(device)
         self._hand_end: float | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -109,11 +112,13 @@ class Interleave(pl.Callback):
             if batch[0].dtype == torch.uint8
             else batch[0]
         )
+        self.sync()
         start = time.perf_counter()
         measured = batch_idx >= self.warmup and self._hand_end is not None
         if measured:
             self.light_time += start - self._hand_end
         self.hand.batch(real)
+        self.sync()
         self._hand_end = time.perf_counter()
         if measured:
             self.hand_time += self._hand_end - start
@@ -121,13 +126,24 @@ class Interleave(pl.Callback):
 
 
 def run_pair(
-    case: str, warmup: int, rounds_per_step: int | None, compiled: bool = False
+    case: str,
+    warmup: int,
+    rounds_per_step: int | None,
+    compiled: bool | str = False,
+    batch: int | None = None,
+    steps: int | None = None,
+    device: str = "cpu",
+    extra: Sequence[str] = (),
 ) -> tuple[float, float]:
-    """Rounds/s of (hand loop, lightsuite) over the same interleaved steps."""
-    overrides, batch, steps = CASES[case]
+    """Rounds/s of (hand loop, lightsuite) over the same interleaved steps.
+
+    `batch` (per round) and `steps` (Lightning steps) replace the case's; `extra` overrides go last.
+    """
+    overrides, case_batch, case_steps = CASES[case]
+    batch, steps = batch or case_batch, steps or case_steps
     with tempfile.TemporaryDirectory() as out, initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         settings = [f"paths.output_dir={out}", "trainer.max_epochs=1", f"compile={str(compiled).lower()}"]
-        cfg = compose("train", overrides=[*overrides, *settings])
+        cfg = compose("train", overrides=[*overrides, *settings, *device_overrides(device), *extra])
         rounds = rounds_per_step or cfg.task.rounds_per_step
         cfg.task.rounds_per_step = rounds
         cfg.task.num_eval_samples = 64
@@ -140,8 +156,8 @@ def run_pair(
         net = build(cfg.model, "model", **datamodule.net_kwargs)
         task = build(cfg.task, "task", net=net)
         torch.manual_seed(0)
-        hand_net = build(cfg.model, "model", **datamodule.net_kwargs)
-        clock = Interleave(HandLoop(hand_net, task), warmup)
+        hand_net = build(cfg.model, "model", **datamodule.net_kwargs).to(device)
+        clock = Interleave(HandLoop(hand_net, task), warmup, device)
         callbacks = [*build_all(cfg.callbacks, "callbacks"), *compile_callbacks(cfg), clock]
         for cb in callbacks:
             if isinstance(cb, RichProgressBar):

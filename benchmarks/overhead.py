@@ -31,6 +31,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -54,23 +55,26 @@ DEVNULL = open(os.devnull, "w")  # noqa: SIM115
 class HandLoop:
     """The baseline: tensors sliced by a shuffled index, normalized, one optimizer step per call."""
 
-    def __init__(self, shape: tuple[int, int, int], steps: int) -> None:
+    def __init__(
+        self, shape: tuple[int, int, int], steps: int, batch: int = BATCH, device: str = "cpu"
+    ) -> None:
         torch.manual_seed(1)
-        images, labels = SyntheticImageDataModule(input_shape=shape, num_images=steps * BATCH).load_arrays(
+        images, labels = SyntheticImageDataModule(input_shape=shape, num_images=steps * batch).load_arrays(
             True
         )
         scaled = images.float().div(255)
-        self.mean = scaled.mean(dim=(0, 2, 3)).view(1, -1, 1, 1)
-        self.std = scaled.std(dim=(0, 2, 3)).view(1, -1, 1, 1)
-        self.images, self.labels = images, labels
-        self.net = resnet20(input_shape=shape, num_classes=10).train()
+        self.mean = scaled.mean(dim=(0, 2, 3)).view(1, -1, 1, 1).to(device)
+        self.std = scaled.std(dim=(0, 2, 3)).view(1, -1, 1, 1).to(device)
+        # on the device once, as the suite's resident sets are
+        self.images, self.labels, self.batch = images.to(device), labels.to(device), batch
+        self.net = resnet20(input_shape=shape, num_classes=10).train().to(device)
         self.opt = torch.optim.SGD(self.net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
         self.sched = cosine(self.opt, total_steps=steps)
-        self.order = torch.randperm(len(labels))
+        self.order = torch.randperm(len(labels)).to(device)
         self.done = 0
 
     def step(self) -> None:
-        idx = self.order[self.done * BATCH : (self.done + 1) * BATCH]
+        idx = self.order[self.done * self.batch : (self.done + 1) * self.batch]
         x = (self.images[idx].float().div_(255) - self.mean) / self.std
         loss = F.cross_entropy(self.net(x), self.labels[idx])
         self.opt.zero_grad(set_to_none=True)
@@ -83,10 +87,11 @@ class HandLoop:
 class Interleave(pl.Callback):
     """After each lightsuite step, time one hand step; the rest of the cycle is lightsuite's."""
 
-    def __init__(self, hand: HandLoop, warmup: int) -> None:
+    def __init__(self, hand: HandLoop, warmup: int, device: str = "cpu") -> None:
         self.hand, self.warmup = hand, warmup
         self.hand_time = self.light_time = 0.0
         self.steps = 0
+        self.sync = device_sync(device)
         self._hand_end: float | None = None
         self._first_start: float | None = None
         self.first_step = 0.0  # the first lightsuite step: a compiled run's compile time
@@ -96,6 +101,7 @@ class Interleave(pl.Callback):
             self._first_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.sync()
         start = time.perf_counter()
         if self._hand_end is None:
             self.first_step = start - self._first_start
@@ -103,10 +109,23 @@ class Interleave(pl.Callback):
         if measured:  # the lightsuite step that just ended, from the end of the last hand step
             self.light_time += start - self._hand_end
         self.hand.step()
+        self.sync()
         self._hand_end = time.perf_counter()
         if measured:
             self.hand_time += self._hand_end - start
             self.steps += 1
+
+
+def device_sync(device: str) -> Callable[[], None]:
+    """What makes a clock read after a step mean the step is done: a CUDA sync, nothing on the CPU."""
+    return torch.cuda.synchronize if torch.device(device).type == "cuda" else lambda: None
+
+
+def device_overrides(device: str) -> list[str]:
+    """The trainer on `device` (`cuda`: `trainer=gpu`, fp32 unless the caller adds its precision)."""
+    if torch.device(device).type == "cuda":
+        return ["trainer=gpu", "trainer.precision=32-true"]
+    return ["trainer.accelerator=cpu"]
 
 
 # a bare Trainer around the same task: no callbacks, loggers, progress bar or summary
@@ -120,9 +139,19 @@ BARE = [
 
 
 def run_pair(
-    shape: tuple[int, int, int], steps: int, warmup: int, bare: bool = False, compiled: bool = False
+    shape: tuple[int, int, int],
+    steps: int,
+    warmup: int,
+    bare: bool = False,
+    compiled: bool | str = False,
+    batch: int = BATCH,
+    device: str = "cpu",
+    overrides: Sequence[str] = (),
 ) -> tuple[float, float, float]:
-    """Images/s of (hand loop, lightsuite) over the same interleaved steps; lightsuite's first step (s)."""
+    """Images/s of (hand loop, lightsuite) over the same interleaved steps; lightsuite's first step (s).
+
+    `compiled`: the `compile` setting (True, False or "auto"); `overrides` go last (a precision, say).
+    """
     with tempfile.TemporaryDirectory() as out, initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         cfg = compose(
             "train",
@@ -130,20 +159,22 @@ def run_pair(
                 "data=synthetic",
                 f"data.input_shape=[{','.join(map(str, shape))}]",
                 # one validation batch on top: the epoch-end checks need val/acc
-                f"data.num_images={(steps + 1) * BATCH}",
-                f"data.val_size={BATCH}",
-                f"data.batch_size={BATCH}",
+                f"data.num_images={(steps + 1) * batch}",
+                f"data.val_size={batch}",
+                f"data.batch_size={batch}",
                 "model=resnet20",
                 "trainer.max_epochs=1",
                 f"paths.output_dir={out}",
                 *(BARE if bare else []),
                 f"compile={str(compiled).lower()}",
+                *device_overrides(device),
+                *overrides,
             ],
         )
         torch.manual_seed(0)
         datamodule = build(cfg.data, "data")
         task = build(cfg.task, "task", net=build(cfg.model, "model", **datamodule.net_kwargs))
-        clock = Interleave(HandLoop(shape, steps), warmup)
+        clock = Interleave(HandLoop(shape, steps, batch, device), warmup, device)
         callbacks = [*build_all(cfg.callbacks, "callbacks"), *compile_callbacks(cfg), clock]
         for cb in callbacks:
             if isinstance(cb, RichProgressBar):  # draw as in a terminal, without flooding this one
@@ -151,7 +182,7 @@ def run_pair(
         with built_loggers(cfg.logger) as loggers:
             trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
             trainer.fit(task, datamodule=datamodule)
-    return clock.steps * BATCH / clock.hand_time, clock.steps * BATCH / clock.light_time, clock.first_step
+    return clock.steps * batch / clock.hand_time, clock.steps * batch / clock.light_time, clock.first_step
 
 
 def main() -> None:

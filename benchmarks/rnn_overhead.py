@@ -28,11 +28,13 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
+from overhead import device_overrides, device_sync
 from pytorch_lightning.callbacks import RichProgressBar
 
 from lightsuite import CONFIG_DIR
@@ -50,8 +52,8 @@ CASES = {
 class HandLoop:
     """A copy of the task's network and optimizer, stepped on the batches lightsuite used."""
 
-    def __init__(self, task: pl.LightningModule, target: str) -> None:
-        self.net = copy.deepcopy(task.net).train()
+    def __init__(self, task: pl.LightningModule, target: str, device: str = "cpu") -> None:
+        self.net = copy.deepcopy(task.net).train().to(device)
         self.opt = task.optimizer_factory(self.net.parameters())
         self.clip = task.gradient_clip_val
         self.target = target
@@ -68,19 +70,22 @@ class HandLoop:
 class Interleave(pl.Callback):
     """After each lightsuite step, time the hand loop on its batches; the rest is lightsuite's."""
 
-    def __init__(self, hand: HandLoop, warmup: int) -> None:
+    def __init__(self, hand: HandLoop, warmup: int, device: str = "cpu") -> None:
         self.hand, self.warmup = hand, warmup
         self.hand_time = self.light_time = 0.0
         self.samples = 0
+        self.sync = device_sync(device)
         self._hand_end: float | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.sync()
         start = time.perf_counter()
         measured = batch_idx >= self.warmup and self._hand_end is not None
         if measured:
             self.light_time += start - self._hand_end
         for part in batch:
             self.hand.step(part)
+        self.sync()
         self._hand_end = time.perf_counter()
         if measured:
             self.hand_time += self._hand_end - start
@@ -88,9 +93,17 @@ class Interleave(pl.Callback):
 
 
 def run_pair(
-    case: str, group: int, steps: int, warmup: int, compiled: bool = False, model: str | None = None
+    case: str,
+    group: int,
+    steps: int,
+    warmup: int,
+    compiled: bool | str = False,
+    model: str | None = None,
+    batch: int = 64,
+    device: str = "cpu",
+    extra: Sequence[str] = (),
 ) -> tuple[float, float]:
-    """Samples/s of (hand loop, lightsuite) over the same interleaved steps."""
+    """Samples/s of (hand loop, lightsuite) over the same interleaved steps (`extra` overrides go last)."""
     with tempfile.TemporaryDirectory() as out, initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         cfg = compose(
             "train",
@@ -103,7 +116,10 @@ def run_pair(
                 "+trainer.num_sanity_val_steps=0",
                 f"paths.output_dir={out}",
                 f"compile={str(compiled).lower()}",
-                *([f"data.num_train={steps * 64}"] if case == "adding" else []),
+                f"data.batch_size={batch}",
+                *([f"data.num_train={steps * batch}"] if case == "adding" else []),
+                *device_overrides(device),
+                *extra,
             ],
         )
         torch.manual_seed(0)
@@ -112,9 +128,9 @@ def run_pair(
         if case == "sunspots":  # repeat the training windows: one epoch of `steps` optimizer steps
             datamodule.setup()
             train = datamodule.windows["train"]
-            reps = -(-steps * 64 // len(train["x"]))
+            reps = -(-steps * batch // len(train["x"]))
             datamodule.windows["train"] = {k: v.repeat(reps, *[1] * (v.dim() - 1)) for k, v in train.items()}
-        clock = Interleave(HandLoop(task, "y"), warmup)
+        clock = Interleave(HandLoop(task, "y", device), warmup, device)
         callbacks = [*build_all(cfg.callbacks, "callbacks"), *compile_callbacks(cfg), clock]
         for cb in callbacks:
             if isinstance(cb, RichProgressBar):

@@ -1,10 +1,13 @@
-"""Start-up: how long `lightsuite-train` takes to answer, against `python -c "import torch"` here.
+"""Start-up: how long `lightsuite-train`, `-eval` and `-sample` take to answer, against `import torch`.
 
 A user waits for a config error, for `--help`, and for the default run's first training step. Each is
 a fresh process timed from its start (wall clock, warm file cache), in rounds that interleave every
 case with the torch import, so that the 2 shared cores' drift hits them alike. The default run's
 start-up is the run's own figure (its closing "start-up X s, training Y s, test Z s" line: from the
 process's start to its first training batch), from a one-epoch run of two batches.
+
+`lightsuite-eval` and `lightsuite-sample` are timed to `--help` and to a one-line error (a checkpoint
+that does not exist; for sample also a wrong value), which they give before torch loads.
 
 Prints `seconds <case> <median>` and `ratio <case> <median seconds / import torch>` per case.
 
@@ -30,11 +33,18 @@ STARTUP = re.compile(r"start-up ([\d.]+) s, training")
 
 def _cases(run_root: Path) -> dict[str, list[str]]:
     train = str(BIN / "lightsuite-train")
+    evaluate, sample = str(BIN / "lightsuite-eval"), str(BIN / "lightsuite-sample")
+    missing = f"ckpt_path={run_root}/missing.ckpt"
     return {
         "import-torch": [sys.executable, "-c", "import torch"],
         "help": [train, "--help"],
         "config-error": [train, "task.optimizer.lr=abc"],
         "composition-error": [train, "model=resnet21"],
+        "eval-help": [evaluate, "--help"],
+        "eval-missing-checkpoint": [evaluate, missing, f"hydra.run.dir={run_root}/eval"],
+        "sample-help": [sample, "--help"],
+        "sample-missing-checkpoint": [sample, missing],
+        "sample-config-error": [sample, missing, "num_samples=abc"],
         "first-step": [
             train,
             "trainer.max_epochs=1",

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One short run of every family on a GPU with bf16 autocast (trainer=gpu), then the GPU-only tests.
+# One short run of every family on a GPU with bf16 autocast (trainer=gpu), a throughput line per family
+# (benchmarks/gpu_throughput.py), then the GPU-only tests.
 # Each run prints its run dir and headline metrics; any failure stops the script with its status.
 #   bash scripts/gpu-smoke.sh [extra overrides for every run]
 set -euo pipefail
@@ -30,4 +31,9 @@ run wgan_gp_digits experiment=digits_dcgan trainer=gpu trainer.max_epochs=2 task
 run lstm_sunspots experiment=sunspots_lstm trainer=gpu trainer.max_epochs=5
 run lstm_chars experiment=chars_lstm trainer=gpu trainer.max_epochs=1
 run lstm_adding experiment=adding_lstm trainer=gpu trainer.max_epochs=2
+# samples/s per family: eager hand loop, suite eager, suite fast path (compile + bf16), batch 512
+echo "== throughput (benchmarks/gpu_throughput.py, batch 512)"
+"$PY" benchmarks/gpu_throughput.py --device cuda --batch 512 --steps 50 --warmup 5 \
+  >"$OUTDIR/throughput.log" 2>&1 || { tail -n 30 "$OUTDIR/throughput.log"; exit 1; }
+grep -E "^(device|throughput|ratio) " "$OUTDIR/throughput.log"
 "$PY" -m pytest -q -p no:cacheprovider tests/data/test_augment.py 2>&1 | tail -n 5

@@ -7,26 +7,27 @@ run's resolved config), so a checkpoint is re-tested on exactly what it was trai
 Studies of the trained network run after the plain test, each chosen as a config group
 (`lesion=blocks`, `attack=fgsm`): the group's node builds an `EvalStudy`, checked before any work,
 whose metrics join the test's in `metrics.json`.
+
+As `lightsuite-train` does, it answers `--help` and refuses a wrong value before torch and Lightning
+load: this module imports them only once the config has passed the import-free check.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import hydra
-import pytorch_lightning as pl
 from omegaconf import DictConfig, open_dict
 
 from lightsuite import CONFIG_DIR
-from lightsuite.config.checks import check_config
+from lightsuite.config.checks import check_config, checkpoint_file
 from lightsuite.config.resolvers import register_resolvers
 from lightsuite.errors import exit_on_user_error
-from lightsuite.run.build import build, prepare_run
-from lightsuite.run.checkpoints import check_task, checkpoint_record, load_checkpoint
-from lightsuite.run.files import float_metrics, save_metrics
-from lightsuite.run.loggers import built_loggers
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 # `conf/` uses them; a job that submitit unpickles elsewhere imports this module too
 register_resolvers()
@@ -55,6 +56,13 @@ warnings.filterwarnings("ignore", ".*callbacks used to create the checkpoint.*")
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint `cfg.ckpt_path` and return the test metrics."""
+    check_config(cfg, imports=False)  # before torch loads: a wrong value answers in a second
+    checkpoint_file(cfg.ckpt_path)
+    from lightsuite.run.build import build, prepare_run
+    from lightsuite.run.checkpoints import check_task, checkpoint_record, load_checkpoint
+    from lightsuite.run.files import float_metrics, save_metrics
+    from lightsuite.run.loggers import built_loggers
+
     check_config(cfg)
     ckpt_path = Path(cfg.ckpt_path).expanduser()
     record = checkpoint_record(load_checkpoint(ckpt_path), cfg.ckpt_path)

@@ -7,7 +7,8 @@ lightsuite-sample ckpt_path=RUN/checkpoints/last.ckpt output=fooling.png        
 
 The checkpoint rebuilds its own network and task from the run record stored in it; the task
 decides what a sample is through its `sample_to(options)` method, so each family adds sampling
-without a second entry point.
+without a second entry point. `--help` and a wrong value answer before torch and Lightning load
+(the import-free config check runs first), as in `lightsuite-train`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 from lightsuite import CONFIG_DIR
-from lightsuite.config.checks import check_config
+from lightsuite.config.checks import check_config, checkpoint_file
 from lightsuite.config.resolvers import register_resolvers
 from lightsuite.errors import ConfigError, exit_on_user_error
-from lightsuite.run.checkpoints import task_from_checkpoint
 
 # `conf/` uses them; a job that submitit unpickles elsewhere imports this module too
 register_resolvers()
@@ -37,6 +36,12 @@ class Samples(Protocol):
 
 def sample(cfg: DictConfig) -> str:
     """Sample from `cfg.ckpt_path` as the options in `cfg` say; returns the summary line."""
+    check_config(cfg, imports=False)  # before torch loads: a wrong value answers in a second
+    checkpoint_file(cfg.ckpt_path)
+    import torch
+
+    from lightsuite.run.checkpoints import task_from_checkpoint
+
     check_config(cfg)
     task = task_from_checkpoint(cfg.ckpt_path)
     if not isinstance(task, Samples):

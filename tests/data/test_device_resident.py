@@ -177,3 +177,23 @@ def test_sequence_sets_follow_the_trainer_and_skip_only_a_transfer_to_where_they
     host.setup("fit")
     for a, b in zip(dm.train_dataloader(), host.train_dataloader(), strict=True):
         assert all(torch.equal(x[key], y[key]) for x, y in zip(a, b, strict=True) for key in x)
+
+
+def test_a_grouped_epoch_is_one_gather_and_its_groups_the_batches_of_separate_gathers():
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
+    sizes = {"num_train": 70, "num_val": 16, "num_test": 16, "seq_len": 5, "batch_size": 8}
+    dm = AddingDataModule(**sizes, batches_per_step=4)
+    dm.trainer = trainer
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    train = dm.sets["train"]
+    for epoch in range(2):
+        groups = list(loader)
+        assert [len(group) for group in groups] == [4, 4, 1]  # 9 batches: 8 full and one of 6
+        batches = [batch for group in groups for batch in group]
+        order = torch.randperm(70, generator=torch.Generator().manual_seed(loader.sampler.seed + epoch))
+        for part, batch in zip(order.split(8), batches, strict=True):
+            assert batch.keys() == train.keys()
+            assert all(torch.equal(batch[key], train[key][part]) for key in train)
+        # every batch of the epoch is a view of one gathered tensor per key
+        assert len({batch["x"].untyped_storage().data_ptr() for batch in batches}) == 1

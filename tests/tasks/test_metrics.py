@@ -41,3 +41,23 @@ def test_reset_and_empty():
 def test_bad_k():
     with pytest.raises(ValueError, match="positive"):
         TopKAccuracy((0, 1))
+
+
+def test_loss_mean_is_torchmetrics_mean_to_the_bit_nans_included():
+    from torchmetrics import MeanMetric
+
+    from lightsuite.tasks.metrics import LossMean
+
+    ours, theirs = LossMean(), MeanMetric(nan_strategy="disable")
+    generator = torch.Generator().manual_seed(0)
+    for size in (8, 3, 8, 1, 5):
+        losses = torch.rand(size, generator=generator) * 10
+        ours.update(losses)
+        theirs.update(losses)
+    assert torch.equal(ours.compute(), theirs.compute())
+    assert ours.weight.item() == 25
+    ours.update(torch.tensor([1.0, float("nan")]))
+    assert ours.compute().isnan()
+    ours.reset()
+    ours.update(torch.tensor([2.0, 4.0]))
+    assert ours.compute().item() == 3.0

@@ -235,3 +235,27 @@ def test_an_ended_schedule_cannot_be_stretched():
     assert schedules.schedule_ended(cycle.state_dict()) is None
     lrs(cycle, 2)
     assert "one-cycle lr schedule ended" in schedules.schedule_ended(cycle.state_dict())
+
+
+# --- the constant schedule's counting step ------------------------------------------------------------------
+
+
+def test_a_constant_schedule_past_its_warmup_only_counts_and_keeps_lambdalrs_state(monkeypatch):
+    """Past the warmup the lr is not recomputed (no `get_lr`), and the state is LambdaLR's, step by step;
+    an lr set from outside is still put back, as LambdaLR does."""
+    fast = schedules.constant(sgd(), total_steps=12, warmup_steps=3, warmup_start=0.5)
+    plain = torch.optim.lr_scheduler.LambdaLR(sgd(), fast.lr_lambdas[0])
+    computed = []
+    get_lr = torch.optim.lr_scheduler.LambdaLR.get_lr
+    monkeypatch.setattr(type(fast), "get_lr", lambda self: computed.append(self.last_epoch) or get_lr(self))
+    for step in range(10):
+        if step == 6:
+            for scheduler in (fast, plain):
+                scheduler.optimizer.param_groups[0]["lr"] = 0.7
+        assert lrs(fast, 1) == lrs(plain, 1)
+        state, expected = fast.state_dict(), plain.state_dict()
+        assert {k: v for k, v in state.items() if k != "lr_lambdas"} == {
+            k: v for k, v in expected.items() if k != "lr_lambdas"
+        }
+    # computed through the warmup and its first full-lr step, and once after the lr was changed
+    assert computed == [1, 2, 3, 7]

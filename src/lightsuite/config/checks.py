@@ -115,6 +115,20 @@ def check_writable_dir(path: str | os.PathLike, key: str) -> Path:
     return folder
 
 
+def checkpoint_file(path: str | os.PathLike, key: str = "ckpt_path") -> Path:
+    """`path` as a checkpoint file to load, or the one line saying why it is none (no torch needed).
+
+    `lightsuite-eval` and `lightsuite-sample` check their `ckpt_path` with it before torch loads;
+    `run/checkpoints.py` `load_checkpoint` starts with it.
+    """
+    file = Path(path).expanduser()
+    if not file.exists():
+        raise ConfigError(f"{key}={path}: no such file; pass {key}=<run dir>/checkpoints/last.ckpt")
+    if not file.is_file():
+        raise ConfigError(f"{key}={path} is a directory; pass a .ckpt file in it, e.g. checkpoints/last.ckpt")
+    return file
+
+
 def _command(cfg: DictConfig) -> str:
     return f"lightsuite-{cfg.get('task_name') or 'train'}"
 

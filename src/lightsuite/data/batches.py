@@ -2,7 +2,8 @@
 
 Each batch is one indexing op with an index tensor (no per-sample calls, no collate). For training,
 `group` consecutive batches can be handed over together; the sequence tasks take one optimizer
-step per batch of the group (see tasks/sequence.py).
+step per batch of the group (see tasks/sequence.py). Grouped, a training epoch is one gather per
+tensor at its first group (`EpochOrder`), each group a slice of its batches.
 
 The sets live on the training device: `ResidentDataModule.setup` moves them there once
 (`trainer.strategy.root_device`, each DDP rank its own copy to its own device), each epoch's index
@@ -43,12 +44,45 @@ class DictBatches(Dataset):
         return self.size
 
     def __getitem__(self, index: Any) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        if isinstance(index, GroupOfEpoch):
+            return index.epoch.batches_of(self)[index.start : index.stop]
         if isinstance(index, list):
             # a group: one gather per tensor, split into its batches (views), not one gather per batch
             sizes, indices = [len(part) for part in index], torch.cat(index)
             whole = {key: value[indices].split(sizes) for key, value in self.tensors.items()}
             return [{key: parts[i] for key, parts in whole.items()} for i in range(len(index))]
         return {key: value[index] for key, value in self.tensors.items()}
+
+
+class EpochOrder:
+    """One epoch's batches of indices, and the set gathered in that order once, at its first group.
+
+    A training epoch of a sequence DataModule is then one gather per tensor and each group a slice of
+    a list of views: the same values as a gather per group (which costs a few tensor ops per tensor
+    per Lightning step), for one extra copy of the training set while the epoch runs.
+    """
+
+    def __init__(self, order: Tensor, batch_size: int) -> None:
+        self.order, self.batch_size = order, batch_size
+        self._gathered: tuple[Any, list[dict[str, Tensor]]] | None = None
+
+    def batches_of(self, data: DictBatches) -> list[dict[str, Tensor]]:
+        """Every batch of the epoch from `data` (gathered at the first call for that dataset)."""
+        if self._gathered is None or self._gathered[0] is not data:
+            whole = {key: value[self.order].split(self.batch_size) for key, value in data.tensors.items()}
+            count = len(next(iter(whole.values())))
+            self._gathered = (data, [{key: parts[i] for key, parts in whole.items()} for i in range(count)])
+        return self._gathered[1]
+
+
+class GroupOfEpoch:
+    """The batches `start:stop` of an `EpochOrder`: what `BatchGroups` hands the dataset per step."""
+
+    def __init__(self, epoch: EpochOrder, start: int, stop: int) -> None:
+        self.epoch, self.start, self.stop = epoch, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
 
 
 class BatchGroups(BatchIndices):
@@ -75,7 +109,7 @@ class BatchGroups(BatchIndices):
     def __len__(self) -> int:
         return math.ceil(self.batches_per_epoch / self.group)
 
-    def __iter__(self) -> Iterator[list[Tensor]]:
+    def __iter__(self) -> Iterator[GroupOfEpoch]:
         # each epoch's order comes from (seed, epoch) alone: every DataLoader iterator (a validation
         # run, too) draws from the global generator, so sharing it would tie the training order to
         # how often validation runs, and with it to `batches_per_step`
@@ -85,8 +119,10 @@ class BatchGroups(BatchIndices):
         self.epoch += 1
         order = torch.randperm(self.size, generator=generator) if self.shuffle else torch.arange(self.size)
         # drawn on the host (the same order on every device), then moved once per epoch, beside the data
-        batches = list(order.to(self.device).split(self.batch_size))
-        yield from self._remaining([batches[i : i + self.group] for i in range(0, len(batches), self.group)])
+        epoch = EpochOrder(order.to(self.device), self.batch_size)
+        count = math.ceil(len(order) / self.batch_size)
+        starts = range(0, count, self.group)
+        yield from self._remaining([GroupOfEpoch(epoch, i, min(i + self.group, count)) for i in starts])
 
 
 def _as_drawn(batch: Any) -> Any:

@@ -15,7 +15,6 @@ import os
 import pickle
 import zipfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -23,6 +22,7 @@ import torch
 from hydra.utils import get_object
 from omegaconf import OmegaConf
 
+from lightsuite.config.checks import checkpoint_file
 from lightsuite.errors import ConfigError
 from lightsuite.run.budget import spent
 from lightsuite.run.build import build
@@ -89,11 +89,7 @@ def load_checkpoint(path: str | os.PathLike, key: str = "ckpt_path") -> dict[str
 
     `key` is the config key the path came from, so the message names what to change.
     """
-    file = Path(path).expanduser()
-    if not file.exists():
-        raise ConfigError(f"{key}={path}: no such file; pass {key}=<run dir>/checkpoints/last.ckpt")
-    if not file.is_file():
-        raise ConfigError(f"{key}={path} is a directory; pass a .ckpt file in it, e.g. checkpoints/last.ckpt")
+    file = checkpoint_file(path, key)
     try:
         ckpt = torch.load(file, map_location="cpu", weights_only=True)
     except PermissionError as exc:

@@ -67,6 +67,29 @@ class _Factor:
 class _Schedule(LambdaLR):
     """LambdaLR around one `_Factor`, refitted to the resumed run's length."""
 
+    def step(self, epoch: int | None = None) -> None:
+        """One step; a constant schedule past its warmup only counts it.
+
+        There LambdaLR would write `base_lr x 1.0` (the lr every group already has) into each group
+        and read the lrs back: the same state, but for a tiny sequence model a per-update cost of a
+        few tenths of a percent. Any other step (warmup, decay, an lr changed from outside) takes
+        LambdaLR's path.
+        """
+        factor = self.lr_lambdas[0]
+        if (
+            epoch is None
+            and self._step_count > 1
+            and not factor.cosine
+            and not factor.milestones
+            and self.last_epoch + 1 >= factor.warmup_steps
+            and self._last_lr == self.base_lrs
+            and all(g["lr"] == lr for g, lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True))
+        ):
+            self._step_count += 1
+            self.last_epoch += 1
+            return
+        super().step(epoch)
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         total = self.lr_lambdas[0].total_steps  # this run's, before the checkpoint's overwrites it
         super().load_state_dict(state_dict)

@@ -26,9 +26,9 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
-from torchmetrics import MeanMetric
 
 from lightsuite.errors import ConfigError
+from lightsuite.tasks.metrics import LossMean
 from lightsuite.tasks.steps import (
     BACKWARD_HOOKS,
     OPTIMIZER_STEP_HOOKS,
@@ -60,7 +60,7 @@ class SequenceTask(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.gradient_clip_val = gradient_clip_val
         # NaNs must survive the mean so that a diverged run is noticed, not averaged away
-        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.train_loss = LossMean()
         self._plain_backward = self._plain_step = False
 
     def loss(self, batch: Any) -> Tensor:
