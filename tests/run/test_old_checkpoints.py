@@ -75,7 +75,9 @@ def test_an_old_gan_samples_what_it_sampled_then(make_cfg, tmp_path: Path):
     out = tmp_path / "samples.npy"
     cfg = make_cfg("sample", [f"ckpt_path={OLD / 'gan.ckpt'}", "num_samples=16", f"output={out}", "seed=0"])
     sample(cfg)
-    np.testing.assert_array_equal(np.load(out), np.load(OLD / "gan_samples_seed0.npy"))
+    # the same noise through the same weights; float32 kernels differ by an ulp or two between CPUs
+    # (seen: 3e-8), a wrong seed or weights by far more
+    np.testing.assert_allclose(np.load(out), np.load(OLD / "gan_samples_seed0.npy"), rtol=1e-5, atol=1e-6)
 
 
 def test_an_old_language_model_writes_what_it_wrote_then(make_cfg, capsys):
