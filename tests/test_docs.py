@@ -36,6 +36,7 @@ from omegaconf.errors import OmegaConfBaseException
 from lightsuite.config.checks import check_config
 from lightsuite.errors import LightsuiteError, user_error
 from lightsuite.report import parse_args
+from lightsuite.reporting.results import chosen
 from lightsuite.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -257,7 +258,11 @@ def command_env(cmd: Command, monkeypatch):
 def test_doc_command_composes_and_checks(cmd: Command, command_env, make_cfg, tmp_path):
     program, args = entry_point(cmd)
     if program == "lightsuite-report":
-        assert parse_args(args).dirs, f"{cmd}: no DIR to report on"
+        parsed = parse_args(args)
+        if parsed.claims is not None:  # the lecture's claims: names it knows, no DIR
+            assert chosen(parsed.claims) and not parsed.dirs, f"{cmd}: --claims takes no DIR"
+        else:
+            assert parsed.dirs, f"{cmd}: no DIR to report on"
         return
     overrides, multirun = hydra_overrides(cmd, args)
     for job in sweep_jobs(overrides) if multirun else [overrides]:

@@ -52,6 +52,13 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically."""
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
 def csv_text(rows: Iterable[Sequence[Any]]) -> str:
     """Rows as CSV text (the header first), `\n` line ends on every platform: what the tables write."""
     out = io.StringIO()

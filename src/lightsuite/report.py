@@ -46,6 +46,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--run", default="true", help=argparse.SUPPRESS)
     ns = parser.parse_args(argv)
+    if ns.claims is not None and "=" in ns.claims:  # `--claims run=false`: an option, not claim names
+        ns.args.insert(0, ns.claims)
+        ns.claims = "all"
     ns.dirs = []
     for arg in ns.args:
         key, sep, value = arg.partition("=")

@@ -4,9 +4,12 @@ incremental (a finished job is not run again)."""
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -53,6 +56,30 @@ def test_unknown_claim_is_one_line():
         chosen("degredation")
 
 
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
+PROBE = """<script>window.addEventListener('load', () => {
+  const out = document.createElement('pre');
+  out.id = 'probe';
+  out.textContent = JSON.stringify({
+    images: document.images.length,
+    loaded: [...document.images].filter(i => i.complete && i.naturalWidth > 0).length,
+    rows: document.querySelectorAll('#claim tbody tr').length,
+  });
+  document.body.appendChild(out);
+});</script>"""
+
+
+def _in_chromium(page: str, tmp_path: Path) -> dict:
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", PROBE + "</body>"))
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}"]
+    cmd += ["--virtual-time-budget=10000", "--dump-dom", probe.as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, re.S)
+    assert found, f"no probe output from Chromium: {proc.stderr[-1500:]}"
+    return json.loads(html.unescape(found.group(1)))
+
+
 def _table(section: str) -> list[dict[str, str]]:
     lines = [line for line in section.splitlines() if line.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
@@ -90,6 +117,13 @@ def test_a_claim_end_to_end_through_make_results(tmp_path, capfd):
     )
     assert re.search(r"2 of 2 jobs finished; \d+ s from the first start to the last end", text), section[:600]
 
+    # the claim's own page beside its runs: the same rows, its figure decoded by a real browser
+    own = (tmp_path / "outputs" / "claims" / "forecasting" / "forecasting.html").read_text()
+    assert own.count("<tr class=''>") == 2 and "Did it hold?</b> H = 1: the best network" in own
+    if CHROMIUM is not None:
+        seen = _in_chromium(own, tmp_path)
+        assert seen == {"images": 1, "loaded": 1, "rows": 2}, seen
+
     # again: nothing is trained, the finished jobs return their metrics.json
     stamps = {h: (job.path / "metrics.json").stat().st_mtime_ns for h, job in jobs.items()}
     capfd.readouterr()
@@ -98,3 +132,23 @@ def test_a_claim_end_to_end_through_make_results(tmp_path, capfd):
     assert (
         page.read_text().split("Written")[1].split("\n", 1)[1] == text.split("Written")[1].split("\n", 1)[1]
     )
+
+
+def test_the_character_claim_shows_samples_at_two_temperatures_drawn_once(make_cfg, tmp_path):
+    from lightsuite.reporting.claims import SAMPLE_TEMPERATURES, _char_samples
+    from lightsuite.reporting.runs import load_job
+    from lightsuite.train import train
+
+    text = tmp_path / "text.txt"
+    text.write_text("def add(a, b):\n    return a + b\n\n" * 60)
+    tiny = ["experiment=chars_lstm", f"data.path={text}", "data.seq_len=32", "model.hidden_size=16"]
+    tiny += ["model.num_layers=1", "model.embedding_dim=8", "trainer.max_epochs=1", "test=false", *FAST]
+    run = tmp_path / "run"
+    train(make_cfg("train", tiny, run_dir=run))
+    lines = _char_samples([load_job(run, "run")])
+    samples = [(run / f"samples_t{t}.txt").read_text() for t in SAMPLE_TEMPERATURES]
+    assert all(s.startswith("def ") and 300 < len(s) <= 404 for s in samples) and samples[0] != samples[1]
+    assert lines.count("```text") == 2 and samples[0].rstrip() in lines
+    # drawn once: a second page shows the same text, read back from the run dir
+    (run / "checkpoints").rename(tmp_path / "moved")
+    assert _char_samples([load_job(run, "run")]) == lines

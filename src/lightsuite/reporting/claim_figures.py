@@ -118,21 +118,33 @@ def long_lag_figure(claim: Claim, groups: list[Setting]) -> Any:
     return fig
 
 
-def bars_figure(title: str, ylabel: str, column: int) -> Callable[[Claim, list[Setting]], Any]:
+def bars_figure(
+    title: str, ylabel: str, column: int, reference: int | None = None, reference_label: str = ""
+) -> Callable[[Claim, list[Setting]], Any]:
+    """One bar per setting (mean ± s.d. of `column`); `reference`: another column marked over each bar."""
+
+    def finished(claim: Claim, group: Setting, index: int) -> list[float]:
+        values = (claim.columns[index].read(j) for j in group.jobs if j.status == DONE)
+        return [v for v in values if v is not None]
+
     def draw(claim: Claim, groups: list[Setting]) -> Any:
         fig, ax = _axes(title, "", ylabel)
-        labels, means, sds = [], [], []
+        labels, means, sds, marks = [], [], [], []
         for group in groups:
-            values = [
-                v
-                for v in (claim.columns[column].read(j) for j in group.jobs if j.status == DONE)
-                if v is not None
-            ]
+            values = finished(claim, group, column)
             if values:
                 labels.append(", ".join(v for v in group.values.values()))
                 means.append(statistics.fmean(values))
                 sds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+                refs = finished(claim, group, reference) if reference is not None else []
+                marks.append(statistics.fmean(refs) if refs else None)
         ax.bar(range(len(labels)), means, yerr=sds, capsize=3, color="#4c72b0")
+        shown = [(i, m) for i, m in enumerate(marks) if m is not None]
+        if shown:
+            ax.scatter(
+                *zip(*shown, strict=True), marker="_", s=900, color="#d62728", label=reference_label, zorder=3
+            )
+            ax.legend(fontsize=8)
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
         fig.tight_layout()
         return fig

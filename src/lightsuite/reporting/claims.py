@@ -17,10 +17,13 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lightsuite.io import write_text
 from lightsuite.reporting.claim_figures import (
     PAPER_TABLE6,
     TRIVIAL_ADDING_MSE,
@@ -30,7 +33,7 @@ from lightsuite.reporting.claim_figures import (
     depth_figure,
     long_lag_figure,
 )
-from lightsuite.reporting.runs import Job
+from lightsuite.reporting.runs import DONE, Job
 from lightsuite.reporting.tables import SEED, Setting
 
 
@@ -70,6 +73,7 @@ class Claim:
     verdict: Callable[[dict[str, dict[str, float]]], str]
     published: dict[str, str] = field(default_factory=dict)  # setting label -> the paper's numbers
     scale: str = ""  # how the CPU-scale sweep differs from the paper's
+    extra: Callable[[list[Job]], list[str]] | None = None  # more of the section (markdown lines)
 
     @property
     def keys(self) -> list[str]:
@@ -165,6 +169,38 @@ def _char_verdict(table: dict[str, dict[str, float]]) -> str:
     if bpc is None or math.isnan(bpc):
         return "The run has not finished yet."
     return f"Test bits per character: {bpc:.3f} (8 for raw bytes, ~4.4 for a character unigram model)."
+
+
+SAMPLE_TEMPERATURES = (0.5, 1.0)
+
+
+def _char_samples(jobs: list[Job]) -> list[str]:
+    """Samples of the first finished job's best checkpoint at two temperatures, kept in its run dir
+    (`samples_t<temperature>.txt`, drawn once with a fixed seed)."""
+    done = [job for job in jobs if job.status == DONE]
+    if not done:
+        return []
+    job = done[0]
+    ckpts = sorted((job.path / "checkpoints").glob("epoch_*.ckpt")) or [
+        job.path / "checkpoints" / "last.ckpt"
+    ]
+    lines = []
+    for temperature in SAMPLE_TEMPERATURES:
+        file = job.path / f"samples_t{temperature}.txt"
+        if not file.is_file() and ckpts[0].is_file():
+            # through lightsuite-sample: the report reads run dirs and runs the entry points, never run code
+            args = [f"ckpt_path={ckpts[0]}", "prompt='def '", "length=400", f"temperature={temperature}"]
+            args += ["seed=0", f"hydra.run.dir={job.path / 'samples'}", "hydra.output_subdir=null"]
+            cmd = [sys.executable, "-m", "lightsuite.sample", *args]
+            drawn = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            # the text, then the command's own closing line ("sampled 400 characters ...")
+            text = drawn.stdout.rstrip("\n").rpartition("\nsampled ")[0]
+            if drawn.returncode == 0 and text.startswith("def "):
+                write_text(file, text)
+        if file.is_file():
+            lines += [f"Temperature {temperature}, after the prompt `def `:", "", "```text"]
+            lines += [file.read_text().rstrip(), "```", ""]
+    return lines
 
 
 def _best_baseline(job: Job) -> float | None:
@@ -281,7 +317,9 @@ CLAIMS: dict[str, Claim] = {
                 Column("RMSE", metric("test/rmse")),
                 Column("best baseline MASE", _best_baseline),
             ),
-            figure=bars_figure("Test MASE (below 1: better than the naive forecast)", "MASE", 0),
+            figure=bars_figure(
+                "Test MASE (below 1: better than the naive forecast)", "MASE", 0, 2, "best classical baseline"
+            ),
             verdict=_forecast_verdict,
             scale="the experiment as it stands (early stopping on val/mase), 3 seeds",
         ),
@@ -297,6 +335,7 @@ CLAIMS: dict[str, Claim] = {
             columns=(Column("test bpc", metric("test/bpc")), Column("val bpc", metric("val/bpc"))),
             figure=bpc_figure,
             verdict=_char_verdict,
+            extra=_char_samples,
             scale="5 epochs on the standard library's sources",
         ),
     )

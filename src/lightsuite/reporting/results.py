@@ -8,6 +8,9 @@ checkpoint, so running it again only does what is missing.
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import os
 import platform
 import statistics
@@ -15,12 +18,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from lightsuite.errors import ConfigError
+from lightsuite.io import write_bytes, write_text
 from lightsuite.reporting.claims import CLAIMS, Claim
+from lightsuite.reporting.page import CSS, _html_table
 from lightsuite.reporting.runs import DONE, Job, find_jobs
 from lightsuite.reporting.tables import Setting, markdown, mean_std, settings
 
@@ -114,8 +120,92 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
+@dataclass
+class Section:
+    """One claim's part of the page, as the markdown page and the claim's own HTML page show it."""
+
+    claim: Claim
+    jobs: list[Job]
+    lines: list[str] = field(default_factory=list)  # the time line, or why nothing is shown
+    header: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    figure: bytes | None = None
+    verdict: str = ""
+    extra: list[str] = field(default_factory=list)
+
+    @property
+    def command(self) -> str:
+        return f"lightsuite-train experiment=claims/{self.claim.name}"
+
+
+def section(claim: Claim, root: Path) -> Section:
+    """Read a claim's jobs and make its table, figure and verdict."""
+    jobs = claim_jobs(claim, root)
+    found = Section(claim, jobs)
+    if not jobs:
+        found.lines = ["Not run yet: `make results` runs it."]
+        return found
+    groups, table = summarize(claim, jobs)
+    wall, total, machine = _spent(jobs)
+    done = sum(j.status == DONE for j in jobs)
+    found.lines = [
+        f"{done} of {len(jobs)} jobs finished; {_duration(wall)} from the first start to the last end "
+        f"({_duration(total)} of job time) on {machine or 'an unrecorded machine'}."
+    ]
+    found.header, found.rows = _cells(claim, groups)
+    fig = claim.figure(claim, groups)
+    if fig is not None:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=80)
+        found.figure = buffer.getvalue()
+    found.verdict = claim.verdict(table)
+    found.extra = claim.extra(jobs) if claim.extra is not None else []
+    return found
+
+
+def _markdown(number: int, part: Section) -> list[str]:
+    claim = part.claim
+    scale = f" ({claim.scale})" if claim.scale else ""
+    lines = [f"## {number}. {claim.title}", "", claim.statement, "", f"`{part.command}`{scale}", ""]
+    lines += [*part.lines, ""]
+    if part.rows:
+        lines += [markdown(part.header, part.rows)]
+    if part.figure is not None:
+        lines += [f"![{claim.title}](results/{claim.name}.png)", ""]
+    if part.verdict:
+        lines += [f"**Did it hold?** {part.verdict}", ""]
+    return lines + part.extra
+
+
+def _html(part: Section) -> str:
+    """The claim's section as a self-contained page (styles inline, the figure as a data URI)."""
+    esc, claim = html.escape, part.claim
+    body = [
+        f"<h1>{esc(claim.title)}</h1><p>{esc(claim.statement)}</p>",
+        f"<p><code>{esc(part.command)}</code> <span class=meta>{esc(claim.scale)}</span></p>",
+        *(f"<p class=meta>{esc(line)}</p>" for line in part.lines),
+    ]
+    if part.rows:
+        body.append(_html_table("claim", part.header, part.rows))
+    if part.figure is not None:
+        src = "data:image/png;base64," + base64.b64encode(part.figure).decode()
+        body.append(f'<figure><img src="{src}" alt="{esc(claim.title)}"></figure>')
+    if part.verdict:
+        body.append(f"<p id=verdict><b>Did it hold?</b> {esc(part.verdict)}</p>")
+    text = "\n".join(line for line in part.extra if not line.startswith("```"))
+    if text.strip():
+        body.append(f"<pre>{esc(text)}</pre>")
+    head = f"<meta charset=utf-8><title>{esc(claim.title)}</title>\n<style>{CSS}</style>"
+    return (
+        f"<!doctype html>\n<html lang=en><head>{head}</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+
+
 def write_results(claims: Sequence[Claim], root: Path, docs: Path) -> Path:
-    """Write `docs/results.md` and its figures (`docs/results/<claim>.png`) from the run dirs."""
+    """Write `docs/results.md` with its figures (`docs/results/<claim>.png`), and each claim's own
+    page `outputs/claims/<sweep>/<claim>.html`, from the run dirs."""
     figures = docs / "results"
     figures.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -124,45 +214,21 @@ def write_results(claims: Sequence[Claim], root: Path, docs: Path) -> Path:
         "[README](../README.md) · [report](report.md) · [lecture](lecture.md)",
         "",
         "Each section is one sweep, `lightsuite-train experiment=claims/<name>`; `make results` runs "
-        "the ones "
-        "that are not on disk (finished jobs are not run again, killed ones continue) and writes this page "
-        "from their run dirs (`lightsuite-report --claims`). Tables: mean ± s.d. over the finished seeds. "
-        f"Written {datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')} on {platform.node()} "
-        f"({os.cpu_count()} CPUs).",
+        "the ones that are not on disk (finished jobs are not run again, killed ones continue) and "
+        "writes this page from their run dirs (`lightsuite-report --claims`), and each claim's own "
+        "page beside its runs (`outputs/claims/<sweep>/<claim>.html`). Tables: mean ± s.d. over the "
+        f"finished seeds. Written {datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')} on "
+        f"{platform.node()} ({os.cpu_count()} CPUs).",
         "",
     ]
-    for i, claim in enumerate(claims, 1):
-        jobs = claim_jobs(claim, root)
-        groups, table = summarize(claim, jobs)
-        lines += [f"## {i}. {claim.title}", "", claim.statement, ""]
-        lines += [
-            f"`lightsuite-train experiment=claims/{claim.name}`"
-            + (f" ({claim.scale})" if claim.scale else ""),
-            "",
-        ]
-        if not jobs:
-            lines += ["*Not run yet: `make results` runs it.*", ""]
-            continue
-        wall, total, machine = _spent(jobs)
-        done = sum(j.status == DONE for j in jobs)
-        lines += [
-            f"{done} of {len(jobs)} jobs finished; {_duration(wall)} from the first start to the last end "
-            f"({_duration(total)} of job time) on {machine or 'an unrecorded machine'}.",
-            "",
-        ]
-        header, rows = _cells(claim, groups)
-        lines += [markdown(header, rows)]
-        fig = claim.figure(claim, groups)
-        if fig is not None:
-            name = f"{claim.name}.png"
-            fig.savefig(figures / name, format="png", dpi=80)
-            lines += [f"![{claim.title}](results/{name})", ""]
-        lines += [f"**Did it hold?** {claim.verdict(table)}", ""]
-    out = docs / "results.md"
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(out)
-    return out
+    for number, claim in enumerate(claims, 1):
+        part = section(claim, root)
+        lines += _markdown(number, part)
+        if part.figure is not None:
+            write_bytes(figures / f"{claim.name}.png", part.figure)
+        if part.jobs:
+            write_text(root / "outputs" / "claims" / claim.sweep / f"{claim.name}.html", _html(part))
+    return write_text(docs / "results.md", "\n".join(lines))
 
 
 def results(names: str | None, root: Path, docs: Path, run: bool = True, extra: Sequence[str] = ()) -> Path:
