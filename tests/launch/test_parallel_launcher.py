@@ -155,3 +155,18 @@ def test_gpu_blocks_come_from_the_visible_gpus():
     (cpu,) = {s.env().get("CUDA_VISIBLE_DEVICES") for s in plan_slots(3, 0, visible, cores=[0, 1])}
     assert cpu is None
     assert [s.cores for s in plan_slots(3, 0, [], cores=[0, 1])] == [None, None, None]
+
+
+def test_a_sweep_of_fewer_jobs_than_slots_gives_each_job_more_cores(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from lightsuite.launch.parallel import plan
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    config = OmegaConf.create({"trainer": {"accelerator": "cpu", "devices": 1}})
+    settings = {"n_parallel": 2}
+    (one,), _ = plan(settings, config, jobs=1)  # a one-job sweep: all four cores
+    assert one.cores == (0, 1, 2, 3) and one.env()["OMP_NUM_THREADS"] == "4"
+    slots, _ = plan(settings, config, jobs=None)  # an Optuna search: batches, n_parallel slots
+    assert [s.cores for s in slots] == [(0, 1), (2, 3)]

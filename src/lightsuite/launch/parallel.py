@@ -142,13 +142,15 @@ def _threads_cap() -> int | None:
     return int(value) if value.isdigit() and int(value) >= 1 else None
 
 
-def plan(settings: Any, config: DictConfig) -> tuple[list[Slot], int]:
+def plan(settings: Any, config: DictConfig, jobs: int | None = None) -> tuple[list[Slot], int]:
     """The pool's slots for a sweep of `config`, and the GPUs per job (0: CPU jobs).
 
     Blocks of the sweep's `trainer.devices` from the visible GPUs, cores // n_parallel of this
-    process's cores each; a wrong `n_parallel`, or more GPUs than are visible, is one line.
-    """
+    process's cores each; a wrong `n_parallel`, or more GPUs than are visible, is one line. Fewer
+    `jobs` than `n_parallel` (a whole sweep, known up front): as many slots as jobs."""
     n_parallel = check_settings(settings)
+    if jobs is not None:
+        n_parallel = max(1, min(n_parallel, jobs))
     gpus = visible_gpus()
     trainer = config.get("trainer") or {}
     per_job = gpu_devices(trainer.get("accelerator", "cpu"), trainer.get("devices", 1), gpus)
@@ -209,10 +211,12 @@ class ParallelRun:
         self.gpus_per_job = 0
         self.lock = threading.Lock()
 
-    def _pool(self, config: DictConfig) -> Pool:
+    def _pool(self, config: DictConfig, jobs: int) -> Pool:
         with self.lock:
             if self.pool is None:
-                slots, self.gpus_per_job = plan(self.launcher.params, config)
+                # Hydra's basic sweeper hands over the whole sweep at once; others (Optuna) a batch at a time
+                basic = "BasicSweeper" in str(config.hydra.sweeper.get("_target_", ""))
+                slots, self.gpus_per_job = plan(self.launcher.params, config, jobs if basic else None)
                 self.pool = Pool(slots)
             return self.pool
 
@@ -329,7 +333,7 @@ class ParallelRun:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         if "mode" in config.hydra.sweep:
             os.chmod(sweep_dir, mode=int(str(config.hydra.sweep.mode), 8))
-        pool = self._pool(config)
+        pool = self._pool(config, len(job_overrides))
         jobs = [self.job(overrides, initial_job_idx + i) for i, overrides in enumerate(job_overrides)]
         waiting, running = list(jobs), []
         try:
