@@ -76,7 +76,7 @@ class Job:
             if not isinstance(node, dict) or part not in node:
                 return None
             node = node[part]
-        return None if isinstance(node, (dict, list)) else _text(node)
+        return None if isinstance(node, (dict, list)) else as_override(node)
 
     def metric(self, name: str) -> float | None:
         """The final value of `name`: from `metrics.json`, or the last one logged by an unfinished job."""
@@ -197,7 +197,7 @@ def load_job(path: Path, name: str) -> Job:
     config = _read_yaml(path / "config.yaml") or _read_yaml(hydra_dir / "config.yaml") or {}
     overrides = parse_overrides(_read_yaml(hydra_dir / "overrides.yaml") or [])
     hydra_cfg = (_read_yaml(hydra_dir / "hydra.yaml") or {}).get("hydra", {})
-    choices = {k: _text(v) for k, v in (hydra_cfg.get("runtime", {}).get("choices") or {}).items()}
+    choices = {k: as_override(v) for k, v in (hydra_cfg.get("runtime", {}).get("choices") or {}).items()}
     history = read_history(path / "csv" / "metrics.csv")
     # whatever the loggers, the run dir's own record of each epoch: what the CSV lacks comes from it
     for key, points in read_epoch_history(path / HISTORY_FILE).items():
@@ -352,7 +352,7 @@ def _read_yaml(file: Path) -> Any:
         return None
 
 
-def _text(value: Any) -> str:
+def as_override(value: Any) -> str:
     """A config value as it would be written on the command line."""
     if value is None:
         return "null"

@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from lightsuite.reporting.runs import Job
+from lightsuite.reporting.runs import Job, as_override
 
 GROUPS = ("data", "model", "task", "trainer")
 # of a callback, what changes a run's result: what it watches and how long it waits
@@ -75,10 +75,10 @@ def _settings(job: Job) -> dict[str, str]:
         if isinstance(node, dict):
             for key in CALLBACK_KEYS:
                 if key in node and node[key] is not None:
-                    out[f"callbacks.{name}.{key}"] = _text(node[key])
+                    out[f"callbacks.{name}.{key}"] = as_override(node[key])
     for key in TOP_LEVEL:
         if key in job.config and not isinstance(job.config[key], (dict, list)):
-            out[key] = _text(job.config[key])
+            out[key] = as_override(job.config[key])
     return out
 
 
@@ -95,12 +95,4 @@ def _leaves(node: dict[str, Any], prefix: str, out: dict[str, str]) -> None:
             if all(not isinstance(v, (dict, list)) for v in value):
                 out[name] = json.dumps(value)
         else:
-            out[name] = _text(value)
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
+            out[name] = as_override(value)
