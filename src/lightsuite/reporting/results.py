@@ -104,7 +104,8 @@ def _spent(jobs: Sequence[Job]) -> tuple[float, float, str]:
         if not machine and prov:
             devices = prov.get("devices") or {}
             cpus = devices.get("cpu_count") if isinstance(devices, dict) else None
-            machine = f"{prov.get('host', '?')}, {cpus or '?'} CPUs"
+            per_job = f"{cpus} CPU{'' if cpus == 1 else 's'}" if cpus else "? CPUs"
+            machine = f"{prov.get('host', '?')} ({per_job} per job)"
     wall = max(ends) - min(starts) if starts else 0.0
     return wall, total, machine
 
@@ -221,13 +222,25 @@ def write_results(claims: Sequence[Claim], root: Path, docs: Path) -> Path:
         f"{platform.node()} ({os.cpu_count()} CPUs).",
         "",
     ]
-    for number, claim in enumerate(claims, 1):
-        part = section(claim, root)
+    parts = [section(claim, root) for claim in claims]
+    # jobs shared by two claims (degradation and the ResNet table) count once
+    jobs = {job.path.resolve(): job for part in parts for job in part.jobs}
+    wall, total, _ = _spent(list(jobs.values()))
+    if jobs:
+        ran = sum(bool(part.jobs) for part in parts)
+        lines += [
+            f"All told: {len(jobs)} jobs of {ran} of these {len(parts)} claims, {_duration(total)} of "
+            f"job time, {_duration(wall)} from the first start to the last end (pauses included, when "
+            "a run was stopped and continued).",
+            "",
+        ]
+    for number, part in enumerate(parts, 1):
         lines += _markdown(number, part)
         if part.figure is not None:
-            write_bytes(figures / f"{claim.name}.png", part.figure)
+            write_bytes(figures / f"{part.claim.name}.png", part.figure)
         if part.jobs:
-            write_text(root / "outputs" / "claims" / claim.sweep / f"{claim.name}.html", _html(part))
+            page = root / "outputs" / "claims" / part.claim.sweep / f"{part.claim.name}.html"
+            write_text(page, _html(part))
     return write_text(docs / "results.md", "\n".join(lines))
 
 
