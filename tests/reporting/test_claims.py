@@ -135,7 +135,7 @@ def test_a_claim_end_to_end_through_make_results(tmp_path, capfd):
 
 
 def test_the_character_claim_shows_samples_at_two_temperatures_drawn_once(make_cfg, tmp_path):
-    from lightsuite.reporting.claims import SAMPLE_TEMPERATURES, _char_samples
+    from lightsuite.reporting.claim_runs import SAMPLE_TEMPERATURES, char_samples
     from lightsuite.reporting.runs import load_job
     from lightsuite.train import train
 
@@ -145,10 +145,10 @@ def test_the_character_claim_shows_samples_at_two_temperatures_drawn_once(make_c
     tiny += ["model.num_layers=1", "model.embedding_dim=8", "trainer.max_epochs=1", "test=false", *FAST]
     run = tmp_path / "run"
     train(make_cfg("train", tiny, run_dir=run))
-    lines = _char_samples([load_job(run, "run")])
+    lines = char_samples([load_job(run, "run")])
     samples = [(run / f"samples_t{t}.txt").read_text() for t in SAMPLE_TEMPERATURES]
     assert all(s.startswith("def ") and 300 < len(s) <= 404 for s in samples) and samples[0] != samples[1]
     assert lines.count("```text") == 2 and samples[0].rstrip() in lines
     # drawn once: a second page shows the same text, read back from the run dir
     (run / "checkpoints").rename(tmp_path / "moved")
-    assert _char_samples([load_job(run, "run")]) == lines
+    assert char_samples([load_job(run, "run")]) == lines

@@ -17,13 +17,10 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightsuite.io import write_text
 from lightsuite.reporting.claim_figures import (
     PAPER_TABLE6,
     TRIVIAL_ADDING_MSE,
@@ -33,7 +30,8 @@ from lightsuite.reporting.claim_figures import (
     depth_figure,
     long_lag_figure,
 )
-from lightsuite.reporting.runs import DONE, Job
+from lightsuite.reporting.claim_runs import char_samples, lesion_metric, lesions
+from lightsuite.reporting.runs import Job
 from lightsuite.reporting.tables import SEED, Setting
 
 
@@ -74,6 +72,7 @@ class Claim:
     published: dict[str, str] = field(default_factory=dict)  # setting label -> the paper's numbers
     scale: str = ""  # how the CPU-scale sweep differs from the paper's
     extra: Callable[[list[Job]], list[str]] | None = None  # more of the section (markdown lines)
+    prepare: Callable[[list[Job]], None] | None = None  # work on finished jobs the table reads (a lesion)
 
     @property
     def keys(self) -> list[str]:
@@ -171,36 +170,16 @@ def _char_verdict(table: dict[str, dict[str, float]]) -> str:
     return f"Test bits per character: {bpc:.3f} (8 for raw bytes, ~4.4 for a character unigram model)."
 
 
-SAMPLE_TEMPERATURES = (0.5, 1.0)
-
-
-def _char_samples(jobs: list[Job]) -> list[str]:
-    """Samples of the first finished job's best checkpoint at two temperatures, kept in its run dir
-    (`samples_t<temperature>.txt`, drawn once with a fixed seed)."""
-    done = [job for job in jobs if job.status == DONE]
-    if not done:
-        return []
-    job = done[0]
-    ckpts = sorted((job.path / "checkpoints").glob("epoch_*.ckpt")) or [
-        job.path / "checkpoints" / "last.ckpt"
-    ]
-    lines = []
-    for temperature in SAMPLE_TEMPERATURES:
-        file = job.path / f"samples_t{temperature}.txt"
-        if not file.is_file() and ckpts[0].is_file():
-            # through lightsuite-sample: the report reads run dirs and runs the entry points, never run code
-            args = [f"ckpt_path={ckpts[0]}", "prompt='def '", "length=400", f"temperature={temperature}"]
-            args += ["seed=0", f"hydra.run.dir={job.path / 'samples'}", "hydra.output_subdir=null"]
-            cmd = [sys.executable, "-m", "lightsuite.sample", *args]
-            drawn = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            # the text, then the command's own closing line ("sampled 400 characters ...")
-            text = drawn.stdout.rstrip("\n").rpartition("\nsampled ")[0]
-            if drawn.returncode == 0 and text.startswith("def "):
-                write_text(file, text)
-        if file.is_file():
-            lines += [f"Temperature {temperature}, after the prompt `def `:", "", "```text"]
-            lines += [file.read_text().rstrip(), "```", ""]
-    return lines
+def _ensemble_verdict(table: dict[str, dict[str, float]]) -> str:
+    res = _mean(table, "model=resnet20", "mean drop")
+    plain = _mean(table, "model=plain20", "mean drop")
+    if math.isnan(res) or math.isnan(plain):
+        return "Not all settings have been lesioned yet."
+    held = "held" if res < 0.5 * plain else "did not hold"
+    return (
+        f"Removing one block cost ResNet-20 {res:.3f} of test accuracy on average, plain-20 {plain:.3f}. "
+        f"The claim {held} at this scale."
+    )
 
 
 def _best_baseline(job: Job) -> float | None:
@@ -335,8 +314,28 @@ CLAIMS: dict[str, Claim] = {
             columns=(Column("test bpc", metric("test/bpc")), Column("val bpc", metric("val/bpc"))),
             figure=bpc_figure,
             verdict=_char_verdict,
-            extra=_char_samples,
+            extra=char_samples,
             scale="5 epochs on the standard library's sources",
+        ),
+        Claim(
+            name="ensembles",
+            title="Residual networks as ensembles",
+            statement=(
+                "A residual network behaves like an ensemble of shallow paths: deleting one block at "
+                "test time barely hurts it, while the same deletion breaks a plain network "
+                "(Veit et al. 2016, Fig. 3)."
+            ),
+            sweep="resnets",
+            params={"model": ["plain20", "resnet20"], "seed": ["1", "2", "3"]},
+            columns=(
+                Column("mean drop", lesion_metric("lesion/mean_drop")),
+                Column("max drop", lesion_metric("lesion/max_drop")),
+                Column("intact accuracy", lesion_metric("lesion/acc_intact")),
+            ),
+            figure=bars_figure("Test accuracy lost when one block is deleted (mean over blocks)", "drop", 0),
+            verdict=_ensemble_verdict,
+            prepare=lesions,
+            scale="the 20-layer nets of the degradation claim; one block deleted at a time",
         ),
     )
 }

@@ -146,6 +146,8 @@ def section(claim: Claim, root: Path) -> Section:
     if not jobs:
         found.lines = ["Not run yet: `make results` runs it."]
         return found
+    if claim.prepare is not None:
+        claim.prepare(jobs)
     groups, table = summarize(claim, jobs)
     wall, total, machine = _spent(jobs)
     done = sum(j.status == DONE for j in jobs)
