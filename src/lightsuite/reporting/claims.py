@@ -33,6 +33,7 @@ from lightsuite.reporting.claim_figures import (
 from lightsuite.reporting.claim_runs import char_samples, lesion_metric, lesions
 from lightsuite.reporting.runs import Job
 from lightsuite.reporting.tables import SEED, Setting
+from lightsuite.vocabulary import VOCAB_SIZE
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,8 @@ def _char_verdict(table: dict[str, dict[str, float]]) -> str:
     bpc = next((v.get("test bpc") for v in table.values()), None)
     if bpc is None or math.isnan(bpc):
         return "The run has not finished yet."
-    return f"Test bits per character: {bpc:.3f} (8 for raw bytes, ~4.4 for a character unigram model)."
+    uniform = math.log2(VOCAB_SIZE)
+    return f"Test bits per character: {bpc:.3f} (uniform over {VOCAB_SIZE} characters: {uniform:.1f})."
 
 
 def _ensemble_verdict(table: dict[str, dict[str, float]]) -> str:
