@@ -181,6 +181,10 @@ class MidEpochCheckpoint(Checkpoint):
             raise KeyboardInterrupt
         if signum == getattr(signal, "SIGUSR2", None) and callable(handler):
             handler(signum, None)  # submitit: requeue the job and exit (rank 0; the others return)
+            # the other ranks wait in their next collective until the requeue stops the job: one that
+            # left first would break rank 0's way out with a gloo error, which would count as a failure
+            self._stop_now = self._requested = None
+            return
         raise SIGTERMException()
 
     def save(self, trainer: pl.Trainer, why: str) -> Path:
