@@ -209,3 +209,30 @@ def test_longer_resume_follows_the_stretched_cosine(make_cfg, tmp_path, capsys):
     train(make_cfg("train", [*tiny, "trainer.max_epochs=2", f"ckpt_path={saved}"], run_dir=same))
     assert "lr schedule" not in capsys.readouterr().err
     assert _logged_lrs(same) == {step: whole[step] for step in range(per_epoch, 2 * per_epoch)}
+
+
+def test_a_moved_run_dir_resumes_with_its_checkpoints_state(make_cfg, tmp_path):
+    """Copied off a cluster or renamed between a kill and the resume: the best checkpoint, its score
+    and the kept files follow the dir (Lightning alone keeps the old dir's best path, and tests it)."""
+    from lightsuite.run.checkpoints import RunDirCheckpoint
+
+    first = train(make_cfg("train", [*FAST, *ONE_TINY_EPOCH]))
+    (tmp_path / "run" / "metrics.json").unlink()  # killed while testing
+    moved = tmp_path / "moved"
+    (tmp_path / "run").rename(moved)
+    assert train(make_cfg("train", [*FAST, *ONE_TINY_EPOCH], run_dir=moved)) == first
+
+    saved = torch.load(moved / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]
+    (state,) = [v for k, v in saved.items() if "val/acc" in k and "ModelCheckpoint" in k]
+    assert state["dirpath"] == str(tmp_path / "run" / "checkpoints")  # saved before the move
+    callback = RunDirCheckpoint(dirpath=moved / "checkpoints", monitor="val/acc", mode="max")
+    callback.load_state_dict(state)
+    best = str(moved / "checkpoints" / "epoch_000.ckpt")
+    assert (callback.best_model_path, callback.best_model_score) == (best, state["best_model_score"])
+    assert callback.best_k_models == {best: state["best_model_score"]}
+
+    # a best checkpoint that is gone is said in one line, not a FileNotFoundError from Lightning
+    (moved / "metrics.json").unlink()
+    Path(best).unlink()
+    with pytest.raises(ConfigError, match=r"the best checkpoint of this fit, .*epoch_000.ckpt, is gone"):
+        train(make_cfg("train", [*FAST, *ONE_TINY_EPOCH], run_dir=moved))

@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import get_object
 from omegaconf import OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lightsuite.config.checks import checkpoint_file
 from lightsuite.errors import ConfigError
@@ -56,9 +57,7 @@ class RunRecord(pl.Callback):
             "fit_metrics": float_metrics(trainer.callback_metrics),
             "stopped": bool(trainer.should_stop),
             # what stopped it: `trainer.max_time` (a larger budget trains on), or early stopping
-            "stopped_by": ("max_time" if spent(trainer) else "early_stopping")
-            if trainer.should_stop
-            else None,
+            "stopped_by": _stopped_by(trainer),
         }
 
 
@@ -66,6 +65,52 @@ def _stopped_by(trainer: pl.Trainer) -> str | None:
     if not trainer.should_stop:
         return None
     return "max_time" if spent(trainer) else "early_stopping"
+
+
+_PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+
+class RunDirCheckpoint(ModelCheckpoint):
+    """Lightning's `ModelCheckpoint`, whose state follows a run dir that was moved (copied off a
+    cluster, renamed) before it resumed.
+
+    The saved state names its files by absolute path. Lightning keeps only `best_model_path` when
+    `dirpath` changed, still pointing into the old dir: the test stage then fails on a file that is
+    gone, and the best score is forgotten, so the next epoch replaces the best whatever its score.
+    When the files are in the new dir under their old names, the state is rebased onto it whole.
+    """
+
+    @property
+    def state_key(self) -> str:
+        """Lightning's own key (`ModelCheckpoint{...}`): checkpoints from before this class, and
+        after, resume into either."""
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and old != self.dirpath:
+            rebased = _rebased(state_dict, str(old), str(self.dirpath))
+            if rebased is not None:
+                state_dict = rebased
+        super().load_state_dict(state_dict)
+
+
+def _rebased(state: dict[str, Any], old: str, new: str) -> dict[str, Any] | None:
+    """`state` with its paths under `old` moved under `new`, or None when a file it names is not there
+    (a resume from another run's checkpoint, whose files stay where they are)."""
+
+    def move(path: Any) -> Any:
+        if not isinstance(path, str) or not path:
+            return path
+        rel = os.path.relpath(path, old)
+        return os.path.join(new, rel) if not rel.startswith(os.pardir) else path
+
+    out = {**state, "dirpath": new, **{k: move(state.get(k)) for k in _PATH_KEYS if k in state}}
+    out["best_k_models"] = {move(k): v for k, v in (state.get("best_k_models") or {}).items()}
+    named = [out.get(k) for k in _PATH_KEYS] + list(out["best_k_models"])
+    if not all(os.path.isfile(p) for p in named if isinstance(p, str) and p):
+        return None
+    return out
 
 
 def same_target(a: str, b: str) -> bool:

@@ -386,4 +386,10 @@ def best_checkpoint(trainer: pl.Trainer) -> str | None:
     monitored = [cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)]
     if trainer.fast_dev_run or not monitored or not monitored[0].best_model_path:
         return None
-    return monitored[0].best_model_path
+    best = monitored[0].best_model_path
+    if not Path(best).is_file():  # the run resumed from another dir's checkpoint, whose files went
+        raise ConfigError(
+            f"the best checkpoint of this fit, {best}, is gone (moved or deleted): put it back, "
+            "or test the last weights with lightsuite-eval ckpt_path=<run dir>/checkpoints/last.ckpt"
+        )
+    return best

@@ -18,6 +18,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor, nn
 from torch.optim import Optimizer
@@ -314,9 +315,8 @@ class GANTask(pl.LightningModule):
         logged = ["train/d_loss", "train/g_loss", *(f"val/{name}" for name in self.evaluation.metric_names())]
         for callback in self.trainer.callbacks:
             monitor = getattr(callback, "monitor", None)
-            key = {"ModelCheckpoint": "model_checkpoint", "EarlyStopping": "early_stopping"}.get(
-                type(callback).__name__
-            )
+            key = "model_checkpoint" if isinstance(callback, ModelCheckpoint) else None
+            key = "early_stopping" if isinstance(callback, EarlyStopping) else key
             if key and monitor and monitor not in logged:
                 raise ConfigError(
                     f"callbacks.{key}.monitor={monitor} is not logged by task=gan on this data; "
