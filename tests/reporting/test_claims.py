@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FAST
+from conftest import FAST, ONE_TINY_EPOCH
 
 from lightsuite import CONFIG_DIR
 from lightsuite.errors import ConfigError
@@ -152,3 +152,74 @@ def test_the_character_claim_shows_samples_at_two_temperatures_drawn_once(make_c
     # drawn once: a second page shows the same text, read back from the run dir
     (run / "checkpoints").rename(tmp_path / "moved")
     assert char_samples([load_job(run, "run")]) == lines
+
+
+GAN_TOY = [*FAST, "experiment=gaussians_gan", "data.num_train=512", "data.num_val=200", "data.num_test=200"]
+GAN_TOY += [
+    "data.batch_size=512",
+    "model.hidden_size=16",
+    "task.num_eval_samples=200",
+    "trainer.max_epochs=1",
+]
+
+
+def test_the_gan_claim_scatters_one_run_per_loss_drawn_once(make_cfg, tmp_path):
+    import numpy as np
+
+    from lightsuite.reporting.claim_figures import gan_figure
+    from lightsuite.reporting.claim_runs import GAN_SAMPLES, gan_samples
+    from lightsuite.reporting.runs import load_job
+    from lightsuite.reporting.tables import settings
+    from lightsuite.sample import sample
+    from lightsuite.train import train
+
+    runs = {}
+    for pack, seed in (("2", "1"), ("1", "2")):  # the unpacked run is scattered, whatever its seed
+        run = tmp_path / f"seed-{seed}__task.loss-hinge__task.pack-{pack}"
+        train(
+            make_cfg("train", [*GAN_TOY, "task.loss=hinge", f"task.pack={pack}", f"seed={seed}"], run_dir=run)
+        )
+        runs[pack] = run
+    jobs = [load_job(run, run.name) for run in runs.values()]
+    gan_samples(jobs)
+    assert not (runs["2"] / GAN_SAMPLES).exists()
+    points = np.load(runs["1"] / GAN_SAMPLES)
+    # what `lightsuite-sample` draws from the run's best checkpoint with seed 0
+    (best,) = (runs["1"] / "checkpoints").glob("epoch_*.ckpt")
+    expected = tmp_path / "expected.npy"
+    sample(make_cfg("sample", [f"ckpt_path={best}", "num_samples=1000", f"output={expected}", "seed=0"]))
+    assert points.shape == (1000, 2) and np.array_equal(points, np.load(expected))
+
+    stamp = (runs["1"] / GAN_SAMPLES).stat().st_mtime_ns
+    gan_samples(jobs)  # drawn once: a second page reads them back
+    assert (runs["1"] / GAN_SAMPLES).stat().st_mtime_ns == stamp
+    fig = gan_figure(CLAIMS["gan_objectives"], settings(jobs, CLAIMS["gan_objectives"].keys))
+    bars, panel = fig.axes
+    assert len(bars.patches) == 2 and panel.get_title() == "hinge (pack 1, seed 2)"
+    (modes, drawn) = panel.collections
+    assert len(modes.get_offsets()) == 8 and np.allclose(drawn.get_offsets(), points)
+
+
+def test_the_ensembles_claim_lesions_each_finished_job_once(make_cfg, tmp_path):
+    from lightsuite.reporting.claim_runs import lesion_dir, lesion_metric, lesions
+    from lightsuite.reporting.runs import load_job
+    from lightsuite.train import train
+
+    run = tmp_path / "outputs" / "claims" / "resnets" / "model-plain20__seed-1"
+    train(make_cfg("train", ["model=plain20", *FAST, *ONE_TINY_EPOCH], run_dir=run))
+    job = load_job(run, run.name)
+    lesions([job])
+    out = tmp_path / "outputs" / "claims" / "lesions" / "resnets" / run.name
+    assert lesion_dir(job) == out
+    study = json.loads((out / "metrics.json").read_text())
+    deleted = {k.removeprefix("lesion/acc_without_"): v for k, v in study.items() if "without" in k}
+    # plain-20's 9 blocks but the two that change the shape (the first of stages 2 and 3), each once
+    stages = {f"stage{s}.block{b}" for s in (1, 2, 3) for b in (1, 2, 3)}
+    assert set(deleted) == stages - {"stage2.block1", "stage3.block1"}
+    without = list(deleted.values())
+    drop = study["lesion/acc_intact"] - sum(without) / len(without)
+    assert lesion_metric("lesion/mean_drop")(job) == pytest.approx(drop)
+
+    stamp = (out / "metrics.json").stat().st_mtime_ns
+    lesions([job])  # once: the study stays on disk
+    assert (out / "metrics.json").stat().st_mtime_ns == stamp

@@ -118,38 +118,81 @@ def long_lag_figure(claim: Claim, groups: list[Setting]) -> Any:
     return fig
 
 
+def _finished(claim: Claim, group: Setting, index: int) -> list[float]:
+    values = (claim.columns[index].read(j) for j in group.jobs if j.status == DONE)
+    return [v for v in values if v is not None]
+
+
+def _bars(
+    ax: Any, claim: Claim, groups: list[Setting], column: int, reference: int | None, reference_label: str
+) -> None:
+    """One bar per setting (mean ± s.d. of `column`); `reference`: another column marked over each bar."""
+    labels, means, sds, marks = [], [], [], []
+    for group in groups:
+        values = _finished(claim, group, column)
+        if values:
+            labels.append(", ".join(v for v in group.values.values()))
+            means.append(statistics.fmean(values))
+            sds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+            refs = _finished(claim, group, reference) if reference is not None else []
+            marks.append(statistics.fmean(refs) if refs else None)
+    ax.bar(range(len(labels)), means, yerr=sds, capsize=3, color="#4c72b0")
+    shown = [(i, m) for i, m in enumerate(marks) if m is not None]
+    if shown:
+        ax.scatter(
+            *zip(*shown, strict=True), marker="_", s=900, color="#d62728", label=reference_label, zorder=3
+        )
+        ax.legend(fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+
+
 def bars_figure(
     title: str, ylabel: str, column: int, reference: int | None = None, reference_label: str = ""
 ) -> Callable[[Claim, list[Setting]], Any]:
-    """One bar per setting (mean ± s.d. of `column`); `reference`: another column marked over each bar."""
-
-    def finished(claim: Claim, group: Setting, index: int) -> list[float]:
-        values = (claim.columns[index].read(j) for j in group.jobs if j.status == DONE)
-        return [v for v in values if v is not None]
+    """A figure of `_bars`."""
 
     def draw(claim: Claim, groups: list[Setting]) -> Any:
         fig, ax = _axes(title, "", ylabel)
-        labels, means, sds, marks = [], [], [], []
-        for group in groups:
-            values = finished(claim, group, column)
-            if values:
-                labels.append(", ".join(v for v in group.values.values()))
-                means.append(statistics.fmean(values))
-                sds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
-                refs = finished(claim, group, reference) if reference is not None else []
-                marks.append(statistics.fmean(refs) if refs else None)
-        ax.bar(range(len(labels)), means, yerr=sds, capsize=3, color="#4c72b0")
-        shown = [(i, m) for i, m in enumerate(marks) if m is not None]
-        if shown:
-            ax.scatter(
-                *zip(*shown, strict=True), marker="_", s=900, color="#d62728", label=reference_label, zorder=3
-            )
-            ax.legend(fontsize=8)
-        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+        _bars(ax, claim, groups, column, reference, reference_label)
         fig.tight_layout()
         return fig
 
     return draw
+
+
+def gan_figure(claim: Claim, groups: list[Setting]) -> Any:
+    """Modes covered per setting, and below, per loss, one run's samples over the ring's true modes
+    (`claim_runs.gan_samples`: the first finished seed, unpacked where it ran)."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from lightsuite.data.gaussians import mode_centers
+    from lightsuite.reporting.claim_runs import GAN_SAMPLES, gan_sample_jobs
+
+    picked = gan_sample_jobs([job for group in groups for job in group.jobs])
+    fig = Figure(figsize=(8.0, 6.4), dpi=80)
+    grid = fig.add_gridspec(2, max(len(picked), 1), height_ratios=(1.2, 1.0))
+    bars = fig.add_subplot(grid[0, :])
+    bars.set_title("Modes of the ring covered (of 8); below: samples of one run per loss", fontsize=11)
+    bars.set_ylabel("modes covered")
+    bars.grid(alpha=0.3)
+    _bars(bars, claim, groups, 0, None, "")
+    for i, (loss, job) in enumerate(picked.items()):
+        ax = fig.add_subplot(grid[1, i])
+        data = job.config.get("data") or {}
+        centers = mode_centers(str(data.get("layout", "ring")), float(data.get("radius", 2.0))).numpy()
+        ax.scatter(centers[:, 0], centers[:, 1], marker="x", color="#d62728", s=40, zorder=3)
+        file = job.path / GAN_SAMPLES
+        if file.is_file():
+            points = np.load(file)
+            ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.4, color="#4c72b0")
+        else:
+            ax.text(0.5, 0.5, "no samples", ha="center", transform=ax.transAxes)
+        pack, seed = job.value("task.pack"), job.value("seed")
+        ax.set_title(f"{loss} (pack {pack}, seed {seed})", fontsize=8)
+        ax.set(xlim=(-3, 3), ylim=(-3, 3), aspect="equal", xticks=[], yticks=[])
+    fig.tight_layout()
+    return fig
 
 
 def bpc_figure(claim: Claim, groups: list[Setting]) -> Any:

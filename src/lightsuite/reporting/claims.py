@@ -28,9 +28,10 @@ from lightsuite.reporting.claim_figures import (
     bpc_figure,
     degradation_figure,
     depth_figure,
+    gan_figure,
     long_lag_figure,
 )
-from lightsuite.reporting.claim_runs import char_samples, lesion_metric, lesions
+from lightsuite.reporting.claim_runs import char_samples, gan_samples, lesion_metric, lesions
 from lightsuite.reporting.runs import Job
 from lightsuite.reporting.tables import SEED, Setting
 from lightsuite.vocabulary import VOCAB_SIZE
@@ -279,8 +280,9 @@ CLAIMS: dict[str, Claim] = {
                 Column("modes covered", metric("test/modes_covered")),
                 Column("high-quality share", metric("test/hq_ratio")),
             ),
-            figure=bars_figure("Modes of the ring covered (of 8)", "modes covered", 0),
+            figure=gan_figure,
             verdict=_gan_verdict,
+            prepare=gan_samples,
             scale="16 epochs (the experiment: 64), 3 seeds",
         ),
         Claim(
