@@ -113,7 +113,7 @@ def long_lag_figure(claim: Claim, groups: list[Setting]) -> Any:
                 label=model.upper(),
             )
     ax.axhline(TRIVIAL_ADDING_MSE, color="gray", linestyle=":", label="trivial (predict 1): 0.167")
-    ax.set_ylim(bottom=0)
+    ax.set_yscale("log")  # learned is 1e-5..1e-3, stuck is 0.17: both readable
     ax.legend(fontsize=8)
     return fig
 
