@@ -166,8 +166,7 @@ def gan_figure(claim: Claim, groups: list[Setting]) -> Any:
     import numpy as np
     from matplotlib.figure import Figure
 
-    from lightsuite.data.gaussians import mode_centers
-    from lightsuite.reporting.claim_runs import GAN_SAMPLES, gan_sample_jobs
+    from lightsuite.reporting.claim_runs import GAN_SAMPLES, gan_modes, gan_sample_jobs
 
     picked = gan_sample_jobs([job for group in groups for job in group.jobs])
     fig = Figure(figsize=(8.0, 6.4), dpi=80)
@@ -179,8 +178,7 @@ def gan_figure(claim: Claim, groups: list[Setting]) -> Any:
     _bars(bars, claim, groups, 0, None, "")
     for i, (loss, job) in enumerate(picked.items()):
         ax = fig.add_subplot(grid[1, i])
-        data = job.config.get("data") or {}
-        centers = mode_centers(str(data.get("layout", "ring")), float(data.get("radius", 2.0))).numpy()
+        centers = np.asarray(gan_modes(job), dtype=float).reshape(-1, 2)
         ax.scatter(centers[:, 0], centers[:, 1], marker="x", color="#d62728", s=40, zorder=3)
         file = job.path / GAN_SAMPLES
         if file.is_file():

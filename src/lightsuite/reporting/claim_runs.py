@@ -73,6 +73,16 @@ def gan_samples(jobs: list[Job]) -> None:
             print(f"samples of {job.path} failed: {said}", file=sys.stderr)
 
 
+def gan_modes(job: Job) -> list[list[float]]:
+    """The true modes the GAN's best checkpoint stores (what `lightsuite-sample` draws its rings at);
+    [] when it has none."""
+    import torch
+
+    ckpt = _best_checkpoint(job)
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True) if ckpt is not None else {}
+    return list((saved.get("gan_modes") or {}).get("modes") or [])
+
+
 def lesion_metric(name: str) -> Callable[[Job], float | None]:
     def read(job: Job) -> float | None:
         file = lesion_dir(job) / "metrics.json"
