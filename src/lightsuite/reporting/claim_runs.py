@@ -102,13 +102,13 @@ def char_samples(jobs: list[Job]) -> list[str]:
     if not done:
         return []
     job = done[0]
-    ckpts = [_best_checkpoint(job) or job.path / "checkpoints" / "last.ckpt"]
+    ckpt = _best_checkpoint(job) or job.path / "checkpoints" / "last.ckpt"
     lines = []
     for temperature in SAMPLE_TEMPERATURES:
         file = job.path / f"samples_t{temperature}.txt"
-        if not file.is_file() and ckpts[0].is_file():
+        if not file.is_file() and ckpt.is_file():
             # through lightsuite-sample: the report reads run dirs and runs the entry points, never run code
-            args = [f"ckpt_path={ckpts[0]}", "prompt='def '", "length=400", f"temperature={temperature}"]
+            args = [f"ckpt_path={ckpt}", "prompt='def '", "length=400", f"temperature={temperature}"]
             args += ["seed=0", f"hydra.run.dir={job.path / 'samples'}", "hydra.output_subdir=null"]
             cmd = [sys.executable, "-m", "lightsuite.sample", *args]
             drawn = subprocess.run(cmd, capture_output=True, text=True, check=False)
